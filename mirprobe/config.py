@@ -1,0 +1,101 @@
+"""Load and validate a mirprobe configuration.
+
+The schema is ``schemas/config.schema.yaml`` (JSON schema, draft 2020-12): every key
+has a ``description`` and a ``default``, unknown keys are rejected. After the
+schema, each dataset's and each representation's ``params`` are validated
+against the schema of its class, so a wrong key anywhere fails before any job
+runs, with a message naming the key's path.
+
+Validation fills every default in place, so the resolved configuration
+(recorded in provenance, hashed into :func:`config_hash`) is explicit.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from .errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+def _default_filling_validator():
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+
+    def fill_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema and key not in instance:
+                    instance[key] = json.loads(json.dumps(subschema["default"]))
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": fill_defaults})
+
+
+def load_schema(path=SCHEMA_PATH):
+    import yaml
+
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def validate_against(instance, schema, *, where):
+    """Validate ``instance`` (filling defaults in place); raise ConfigError naming the key path."""
+    validator = _default_filling_validator()(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
+    if errors:
+        lines = []
+        for error in errors:
+            path = ".".join(str(p) for p in [where, *error.absolute_path] if p != "")
+            lines.append(f"{path or '<top>'}: {error.message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return instance
+
+
+def validate_config(config):
+    """Validate a whole configuration in place and return it with defaults filled."""
+    from .datasets import get_dataset_class
+    from .extractors import get_extractor_class
+
+    config = dict(config)
+    validate_against(config, load_schema(), where="")
+    for name, entry in config["datasets"].items():
+        cls = get_dataset_class(entry["kind"])
+        validate_against(entry["params"], cls.params_schema, where=f"datasets.{name}.params")
+    for name, entry in config["representations"].items():
+        cls = get_extractor_class(entry["extractor"])
+        validate_against(entry["params"], cls.params_schema, where=f"representations.{name}.params")
+        layers = entry["layers"] if entry["layers"] is not None else cls.default_layers
+        unknown = [str(x) for x in layers if str(x) not in cls.available_layers(entry["params"])]
+        if unknown:
+            raise ConfigError(
+                f"representations.{name}.layers: unknown layers {unknown} for extractor "
+                f"{entry['extractor']!r}; available: {list(cls.available_layers(entry['params']))}"
+            )
+    return config
+
+
+def load_config(path):
+    """Read a YAML config file and validate it."""
+    import yaml
+
+    path = Path(path)
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config must be a mapping, got {type(config).__name__}")
+    return validate_config(config)
+
+
+def canonical_json(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config):
+    """sha256 of the canonical JSON of a (resolved) configuration."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()

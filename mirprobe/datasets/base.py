@@ -1,0 +1,125 @@
+"""The dataset interface shared by every task mirprobe probes.
+
+A dataset is one small class. It knows which files it needs, how to obtain
+them (download, or generate for the synthetic tasks) and how to turn them into
+one *metadata table*: a CSV with one row per clip and these columns
+
+``clip_id``
+    unique, filesystem-safe id of the clip.
+``audio_path``
+    path of the audio file, relative to the dataset directory.
+``offset``, ``duration``
+    seconds; the clip is ``audio_path[offset : offset + duration]``
+    (``duration`` empty = to the end of the file).
+``split``
+    ``train``, ``valid`` or ``test``.
+``label``
+    the target: a class name (``multiclass``), a key name in mir_eval's
+    ``"C major"`` / ``"A minor"`` form (``key``), ``|``-joined tag names
+    (``multilabel``) or ``|``-joined floats (``regression``).
+``song_id``
+    the song a clip was cut from; clip predictions are pooled per song where
+    the task scores songs (key). Equal to ``clip_id`` for whole-song clips.
+
+Extra columns (instrument, tempo, ...) are kept and ignored by the probes.
+"""
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+
+METADATA_COLUMNS = [
+    "clip_id",
+    "audio_path",
+    "offset",
+    "duration",
+    "split",
+    "label",
+    "song_id",
+]
+SPLITS = ("train", "valid", "test")
+TASK_TYPES = ("multiclass", "key", "multilabel", "regression")
+
+
+class Dataset:
+    """Base class: one subclass per dataset, registered in ``registry.py``.
+
+    Subclasses set the class attributes and implement :meth:`prepare`.
+    ``params`` is the dataset's ``params`` mapping from the config, already
+    validated against :attr:`params_schema`.
+    """
+
+    #: the config ``kind`` that selects this class
+    kind = None
+    #: one of TASK_TYPES
+    task_type = None
+    #: JSON schema of the ``params`` mapping in the config
+    params_schema = {"type": "object", "additionalProperties": False}
+
+    def __init__(self, *, name, params=None, data_home=None):
+        self.name = name
+        self.params = dict(params or {})
+        self.data_home = None if data_home is None else Path(data_home)
+
+    def labels(self):
+        """The ordered list of class or tag names (output order of the probe)."""
+        raise NotImplementedError
+
+    def num_clips(self):
+        """Number of clips, known before any data exists (it sizes the shards)."""
+        raise NotImplementedError
+
+    def prepare(self, out_dir, *, threads=1):
+        """Obtain the data into ``out_dir`` and write ``out_dir/metadata.csv``.
+
+        Returns a JSON-serialisable record for provenance (sources, seeds,
+        parameters, checksums).
+        """
+        raise NotImplementedError
+
+
+def read_metadata(path):
+    """Read and validate a metadata table; raise DataError naming the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: metadata table not found")
+    table = pd.read_csv(
+        path,
+        dtype={"clip_id": str, "song_id": str, "label": str, "split": str},
+        keep_default_na=False,
+    )
+    missing = [c for c in METADATA_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: metadata table lacks columns {missing}")
+    duplicated = table["clip_id"][table["clip_id"].duplicated()].tolist()
+    if duplicated:
+        raise DataError(f"{path}: duplicate clip ids {duplicated[:5]}")
+    bad_splits = sorted(set(table["split"]) - set(SPLITS))
+    if bad_splits:
+        raise DataError(f"{path}: unknown splits {bad_splits}; allowed {SPLITS}")
+    return table
+
+
+def write_metadata(table, path):
+    """Write a metadata table atomically, rows sorted by clip id (stable bytes)."""
+    from ..atomic import atomic_path
+
+    missing = [c for c in METADATA_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: metadata table lacks columns {missing}")
+    extra = [c for c in table.columns if c not in METADATA_COLUMNS]
+    table = table[METADATA_COLUMNS + extra].sort_values("clip_id", kind="stable")
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+
+
+def file_sha256(path, *, chunk_size=1 << 20):
+    """The sha256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

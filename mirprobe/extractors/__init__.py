@@ -1,0 +1,33 @@
+"""Feature extractors: one class per representation behind
+:class:`~mirprobe.extractors.base.Extractor`, chosen by config name.
+
+Adding a representation is one module and one line in ``EXTRACTOR_CLASSES``
+(and its name in the schema's ``extractor`` enum).
+"""
+
+import importlib
+
+from ..errors import ConfigError
+
+EXTRACTOR_CLASSES = {
+    "chroma": "mirprobe.extractors.handcrafted:Chroma",
+    "mfcc": "mirprobe.extractors.handcrafted:MFCC",
+}
+
+
+def get_extractor_class(name):
+    """The extractor class registered under ``name``."""
+    try:
+        target = EXTRACTOR_CLASSES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown extractor {name!r}; known extractors: {sorted(EXTRACTOR_CLASSES)}"
+        ) from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def build_extractor(representation_config):
+    """Instantiate the extractor of one ``representations`` config entry."""
+    cls = get_extractor_class(representation_config["extractor"])
+    return cls(params=representation_config.get("params", {}))

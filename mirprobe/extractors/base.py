@@ -1,0 +1,56 @@
+"""The extractor interface shared by every representation.
+
+One small class per representation (HEAR's ``load_model`` /
+``get_scene_embeddings`` idea):
+
+``sample_rate``
+    the rate the model expects; the workflow resamples each dataset once per rate.
+``available_layers(params)`` / ``default_layers``
+    names of the layers the extractor can return, and those probed by default.
+``wants_gpu``
+    whether the extraction rule requests ``gpu=1``.
+``load(device=..., dtype=...)``
+    builds the model and loads its weights (lazily importing torch & co.).
+``embed(batch, layers=...)``
+    a list of mono float32 arrays -> ``{layer: (batch, dim) float32 array}``,
+    pooled over time as the representation's paper does.
+
+Class attributes and ``available_layers`` must not import heavy libraries:
+the Snakefile reads them while parsing.
+"""
+
+from ..errors import ConfigError
+
+
+class Extractor:
+    #: config ``extractor`` name
+    name = None
+    sample_rate = None
+    wants_gpu = False
+    default_layers = ()
+    #: JSON schema of the ``params`` mapping in the config
+    params_schema = {"type": "object", "additionalProperties": False}
+
+    def __init__(self, *, params=None):
+        self.params = dict(params or {})
+        self.device = "cpu"
+
+    @classmethod
+    def available_layers(cls, params):
+        return tuple(str(layer) for layer in cls.default_layers)
+
+    def load(self, *, device="cpu", dtype=None):
+        self.device = device
+        return self
+
+    def embed(self, batch, *, layers):
+        raise NotImplementedError
+
+    def check_layers(self, layers):
+        available = self.available_layers(self.params)
+        unknown = [layer for layer in layers if str(layer) not in available]
+        if unknown:
+            raise ConfigError(
+                f"extractor {self.name!r} has no layers {unknown}; available: {list(available)}"
+            )
+        return [str(layer) for layer in layers]

@@ -1,0 +1,379 @@
+"""Evaluation metrics for probes, one function per task type.
+
+Conventions
+-----------
+Every task type has one *primary* metric, the number that early stopping,
+model selection and the results table use (``PRIMARY_METRIC``):
+
+=============  ==================  ==========================================
+task type      primary metric      what ``y_true`` holds
+=============  ==================  ==========================================
+``multiclass`` ``accuracy``        int class index per example, shape (n,)
+``key``        ``weighted_score``  int key index per clip, shape (n,)
+``multilabel`` ``roc_auc_macro``   0/1 matrix, shape (n, n_outputs)
+``regression`` ``r2_mean``         float matrix, shape (n, n_outputs)
+=============  ==================  ==========================================
+
+``scores`` are always the probe's raw outputs, shape (n, n_outputs): logits
+for the classification tasks (no softmax or sigmoid needed; ROC-AUC and
+average precision only depend on the ranking), values for regression.
+``labels`` name the outputs, in column order.
+
+Metrics are computed with the field's reference implementations:
+scikit-learn (accuracy, R², ROC-AUC, average precision) and
+``mir_eval.key.weighted_score`` (MIREX key score).
+
+multiclass
+    ``accuracy``: fraction of examples whose argmax equals ``y_true``.
+key
+    Clips are first pooled per song. ``groups`` gives the song id of each
+    clip (``None``: each clip is its own song); every clip of a song must
+    carry the same key. ``ensemble`` picks how clip scores become one song
+    prediction (see ``ensemble_song_scores``):
+
+    ``vote``        majority of the clips' argmaxes; ties go to the lowest
+                    class index
+    ``max_logit``   argmax of the element-wise maximum of the clip logits
+    ``mean_logit``  argmax of the mean clip logit
+    ``mean_prob``   argmax of the mean clip softmax probability
+
+    ``weighted_score`` is the mean over songs of
+    ``mir_eval.key.weighted_score(reference, estimate)`` (1 same key, 0.5
+    fifth, 0.3 relative, 0.2 parallel, 0 otherwise); the labels must
+    therefore be key strings such as ``"C major"`` or ``"Db minor"``.
+    ``accuracy`` is the song-level accuracy and ``clip_accuracy`` the
+    accuracy of the individual clips.
+multilabel
+    ``roc_auc_macro`` and ``ap_macro`` (average precision, also called
+    PR-AUC) are means over tags; ``roc_auc_micro`` and ``ap_micro`` pool
+    all (example, tag) pairs. A tag with no positive (or no negative)
+    example in the evaluated split has no ROC-AUC; such tags are excluded
+    from *both* macro means explicitly, reported as ``tags_excluded`` (their
+    names) next to ``n_tags_scored``, and named in a ``TagExclusionWarning``.
+    The micro metrics keep every tag (they stay well defined). A metric
+    that is undefined altogether (no scorable tag, or no positive or no
+    negative in the whole matrix) is ``nan``, with a warning; nothing raises.
+regression
+    ``r2_<label>`` is the coefficient of determination of each output and
+    ``r2_mean`` their unweighted mean.
+
+Every returned dict also holds ``"primary"``, a copy of the primary metric.
+All metric values are Python floats.
+
+Functions
+---------
+``compute_metrics(task_type, *, y_true, scores, labels, groups=None,
+ensemble="mean_prob") -> dict``
+    All metrics of one task type.
+``ensemble_song_scores(scores, groups, *, strategy) -> (song_ids,
+song_pred_index)``
+    Pool clip scores into one predicted class index per song.
+
+Errors
+------
+An unknown task type or ensemble strategy raises ``ConfigError``; scores and
+targets of mismatched shapes, non-finite scores, out-of-range classes, or
+songs whose clips disagree on their key raise ``DataError``. Both are
+``ValueError`` subclasses and their messages name the offending value.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+from mirprobe.errors import ConfigError, DataError
+
+TASK_TYPES = ("multiclass", "key", "multilabel", "regression")
+
+PRIMARY_METRIC = {
+    "multiclass": "accuracy",
+    "key": "weighted_score",
+    "multilabel": "roc_auc_macro",
+    "regression": "r2_mean",
+}
+
+ENSEMBLE_STRATEGIES = ("vote", "max_logit", "mean_logit", "mean_prob")
+
+
+class TagExclusionWarning(UserWarning):
+    """Tags were left out of the macro means: no positive or no negative example."""
+
+
+def compute_metrics(
+    task_type: str,
+    *,
+    y_true,
+    scores,
+    labels,
+    groups=None,
+    ensemble: str = "mean_prob",
+) -> dict:
+    """Compute every metric of ``task_type`` from raw probe outputs.
+
+    Parameters
+    ----------
+    task_type : one of ``TASK_TYPES``
+    y_true : targets, see the module docstring for the shape per task type
+    scores : array, shape (n, n_outputs); logits or regression values
+    labels : sequence of str, length n_outputs; output names in column order
+    groups : array, shape (n,), optional; song id per clip (``key`` only)
+    ensemble : one of ``ENSEMBLE_STRATEGIES`` (``key`` only)
+
+    Returns
+    -------
+    dict of metric name -> float, plus ``"primary"``; for ``multilabel``
+    also ``n_tags_scored`` (int) and ``tags_excluded`` (list of str).
+    """
+    if task_type not in TASK_TYPES:
+        raise ConfigError(f"unknown task type {task_type!r}; expected one of {list(TASK_TYPES)}")
+    labels = _validate_labels(labels)
+    scores = _validate_scores(scores, n_outputs=len(labels))
+    n = scores.shape[0]
+    if groups is not None and task_type != "key":
+        raise ConfigError(f"groups are only used by the 'key' task type, not {task_type!r}")
+
+    if task_type in ("multiclass", "key"):
+        y_true = _validate_class_indices(y_true, n=n, n_classes=len(labels))
+        if task_type == "multiclass":
+            metrics = {"accuracy": _accuracy(y_true, scores.argmax(axis=1))}
+        else:
+            metrics = _key_metrics(y_true, scores, labels=labels, groups=groups, ensemble=ensemble)
+    elif task_type == "multilabel":
+        y_true = _validate_target_matrix(y_true, shape=scores.shape, binary=True)
+        metrics = _multilabel_metrics(y_true, scores, labels=labels)
+    else:
+        y_true = _validate_target_matrix(y_true, shape=scores.shape, binary=False)
+        metrics = _regression_metrics(y_true, scores, labels=labels)
+
+    metrics["primary"] = metrics[PRIMARY_METRIC[task_type]]
+    return metrics
+
+
+def ensemble_song_scores(scores, groups, *, strategy: str):
+    """Pool clip scores into one predicted class index per song.
+
+    Parameters
+    ----------
+    scores : array, shape (n_clips, n_classes); clip logits
+    groups : array, shape (n_clips,); song id of each clip
+    strategy : one of ``ENSEMBLE_STRATEGIES`` (see the module docstring)
+
+    Returns
+    -------
+    song_ids : array, shape (n_songs,); the unique song ids, sorted
+    song_pred_index : int array, shape (n_songs,); predicted class per song
+    """
+    if strategy not in ENSEMBLE_STRATEGIES:
+        raise ConfigError(
+            f"unknown ensemble strategy {strategy!r}; expected one of {list(ENSEMBLE_STRATEGIES)}"
+        )
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise DataError(
+            f"scores must be a non-empty (n_clips, n_classes) matrix, got shape {scores.shape}"
+        )
+    groups = np.asarray(groups)
+    if groups.shape != (scores.shape[0],):
+        raise DataError(
+            f"groups must have shape ({scores.shape[0]},) like the scores' rows, got {groups.shape}"
+        )
+    song_ids, song_of_clip = np.unique(groups, return_inverse=True)
+    n_songs, n_classes = len(song_ids), scores.shape[1]
+
+    if strategy == "vote":
+        clip_pred = scores.argmax(axis=1)
+        votes = np.zeros((n_songs, n_classes), dtype=np.int64)
+        np.add.at(votes, (song_of_clip, clip_pred), 1)
+        # argmax returns the first maximum: ties go to the lowest class index
+        return song_ids, votes.argmax(axis=1)
+    if strategy == "max_logit":
+        pooled = np.full((n_songs, n_classes), -np.inf)
+        np.maximum.at(pooled, song_of_clip, scores)
+        return song_ids, pooled.argmax(axis=1)
+
+    if strategy == "mean_prob":
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        scores = exp / exp.sum(axis=1, keepdims=True)
+    pooled = np.zeros((n_songs, n_classes))
+    np.add.at(pooled, song_of_clip, scores)
+    pooled /= np.bincount(song_of_clip, minlength=n_songs)[:, None]
+    return song_ids, pooled.argmax(axis=1)
+
+
+# -- validation ---------------------------------------------------------------
+
+
+def _validate_labels(labels):
+    if isinstance(labels, str):
+        raise DataError(f"labels must be a sequence of names, got the string {labels!r}")
+    labels = [str(label) for label in labels]
+    if not labels:
+        raise DataError("labels is empty; expected one name per output")
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise DataError(f"labels must be unique; repeated: {duplicates}")
+    return labels
+
+
+def _validate_scores(scores, *, n_outputs):
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise DataError(f"scores must be a 2-D (n, n_outputs) array, got shape {scores.shape}")
+    if scores.shape[0] == 0:
+        raise DataError("scores has no rows; cannot evaluate an empty split")
+    if scores.shape[1] != n_outputs:
+        raise DataError(f"scores has {scores.shape[1]} columns but labels name {n_outputs} outputs")
+    bad_rows = int((~np.isfinite(scores)).any(axis=1).sum())
+    if bad_rows:
+        raise DataError(f"scores hold NaN or inf in {bad_rows} of {len(scores)} rows")
+    return scores
+
+
+def _validate_class_indices(y_true, *, n, n_classes):
+    y_true = np.asarray(y_true)
+    if y_true.shape != (n,):
+        raise DataError(
+            f"y_true must be a vector of {n} class indices (one per score row), "
+            f"got shape {y_true.shape}"
+        )
+    if not np.issubdtype(y_true.dtype, np.integer) and not (
+        np.isfinite(y_true).all() and (y_true == np.round(y_true)).all()
+    ):
+        raise DataError(f"y_true must hold integer class indices, got dtype {y_true.dtype}")
+    y_true = y_true.astype(np.int64)
+    out_of_range = (y_true < 0) | (y_true >= n_classes)
+    if out_of_range.any():
+        raise DataError(
+            f"y_true holds class index {int(y_true[out_of_range][0])}, outside "
+            f"[0, {n_classes}) for {n_classes} labels"
+        )
+    return y_true
+
+
+def _validate_target_matrix(y_true, *, shape, binary):
+    y_true = np.asarray(y_true, dtype=np.float64)
+    if y_true.ndim == 1 and shape[1] == 1:
+        y_true = y_true[:, None]
+    if y_true.shape != shape:
+        raise DataError(f"y_true must have the scores' shape {shape}, got {y_true.shape}")
+    if binary:
+        if not np.isin(y_true, (0.0, 1.0)).all():
+            bad = y_true[~np.isin(y_true, (0.0, 1.0))][0]
+            raise DataError(f"multilabel y_true must hold only 0 and 1, found {bad}")
+        return y_true.astype(np.int64)
+    bad_rows = int((~np.isfinite(y_true)).any(axis=1).sum())
+    if bad_rows:
+        raise DataError(f"y_true holds NaN or inf in {bad_rows} of {len(y_true)} rows")
+    return y_true
+
+
+# -- per-task metrics ---------------------------------------------------------
+
+
+def _accuracy(y_true, y_pred):
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(y_true, y_pred))
+
+
+def _key_metrics(y_true, scores, *, labels, groups, ensemble):
+    import mir_eval
+
+    if ensemble not in ENSEMBLE_STRATEGIES:
+        raise ConfigError(
+            f"unknown ensemble strategy {ensemble!r}; expected one of {list(ENSEMBLE_STRATEGIES)}"
+        )
+    for label in labels:
+        try:
+            mir_eval.key.validate_key(label)
+        except ValueError as error:
+            raise DataError(
+                f"key label {label!r} is not a mir_eval key string "
+                f"like 'C major' or 'Db minor': {error}"
+            ) from None
+    if groups is None:
+        groups = np.arange(len(y_true))
+    groups = np.asarray(groups)
+    if groups.shape != y_true.shape:
+        raise DataError(
+            f"groups must give one song id per clip, shape {y_true.shape}, got {groups.shape}"
+        )
+    song_ids, song_pred = ensemble_song_scores(scores, groups, strategy=ensemble)
+    _, song_of_clip = np.unique(groups, return_inverse=True)
+    song_true = np.empty(len(song_ids), dtype=np.int64)
+    song_true[song_of_clip] = y_true
+    disagree = song_true[song_of_clip] != y_true
+    if disagree.any():
+        song = groups[disagree][0]
+        raise DataError(f"the clips of song {song!r} carry different keys")
+
+    song_scores = [
+        mir_eval.key.weighted_score(labels[ref], labels[est])
+        for ref, est in zip(song_true, song_pred, strict=True)
+    ]
+    return {
+        "weighted_score": float(np.mean(song_scores)),
+        "accuracy": _accuracy(song_true, song_pred),
+        "clip_accuracy": _accuracy(y_true, scores.argmax(axis=1)),
+    }
+
+
+def _multilabel_metrics(y_true, scores, *, labels):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    n_positive = y_true.sum(axis=0)
+    scorable = (n_positive > 0) & (n_positive < len(y_true))
+    excluded = [label for label, ok in zip(labels, scorable, strict=True) if not ok]
+    if excluded:
+        warnings.warn(
+            f"{len(excluded)} of {len(labels)} tags have no positive or no "
+            f"negative example in this split and are excluded from the macro "
+            f"means: {excluded}",
+            TagExclusionWarning,
+            stacklevel=3,
+        )
+    if scorable.any():
+        kept_true, kept_scores = y_true[:, scorable], scores[:, scorable]
+        roc_auc_macro = float(roc_auc_score(kept_true, kept_scores, average="macro"))
+        ap_macro = float(average_precision_score(kept_true, kept_scores, average="macro"))
+    else:
+        warnings.warn(
+            "no tag has both positive and negative examples; macro metrics are nan",
+            TagExclusionWarning,
+            stacklevel=3,
+        )
+        roc_auc_macro = ap_macro = math.nan
+
+    total_positive = int(y_true.sum())
+    if 0 < total_positive < y_true.size:
+        roc_auc_micro = float(roc_auc_score(y_true, scores, average="micro"))
+        ap_micro = float(average_precision_score(y_true, scores, average="micro"))
+    else:
+        warnings.warn(
+            "y_true has no positive or no negative entry at all; micro metrics are nan",
+            TagExclusionWarning,
+            stacklevel=3,
+        )
+        roc_auc_micro = ap_micro = math.nan
+
+    return {
+        "roc_auc_macro": roc_auc_macro,
+        "ap_macro": ap_macro,
+        "roc_auc_micro": roc_auc_micro,
+        "ap_micro": ap_micro,
+        "n_tags_scored": int(scorable.sum()),
+        "tags_excluded": excluded,
+    }
+
+
+def _regression_metrics(y_true, scores, *, labels):
+    from sklearn.metrics import r2_score
+
+    if len(y_true) < 2:
+        raise DataError(f"R² needs at least 2 examples, got {len(y_true)}")
+    per_output = r2_score(y_true, scores, multioutput="raw_values")
+    metrics = {f"r2_{label}": float(r2) for label, r2 in zip(labels, per_output, strict=True)}
+    metrics["r2_mean"] = float(np.mean(per_output))
+    return metrics

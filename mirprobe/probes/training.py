@@ -1,0 +1,414 @@
+"""Train probes with jukemir's protocol, one config or a whole grid.
+
+See ``mirprobe.probes`` for the protocol; this module implements it.
+"""
+
+import contextlib
+import dataclasses
+import math
+import random
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mirprobe.errors import ConfigError, DataError
+from mirprobe.metrics import (
+    ENSEMBLE_STRATEGIES,
+    TASK_TYPES,
+    TagExclusionWarning,
+    _validate_class_indices,
+    _validate_labels,
+    _validate_target_matrix,
+    compute_metrics,
+)
+from mirprobe.probes.config import ProbeConfig
+from mirprobe.probes.model import (
+    FittedProbe,
+    ProbeMLP,
+    TrainingRecord,
+    check_features,
+    forward_scaled,
+    scale_features,
+)
+
+TRAINERS = ("serial",)
+
+TRAINING_ENSEMBLE = "mean_prob"
+"""Song ensemble used for the ``key`` validation score while training."""
+
+
+@dataclasses.dataclass
+class GridResult:
+    """The outcome of ``fit_grid``.
+
+    ``best`` is the probe with the highest validation primary metric (ties:
+    first in grid order), ``best_config`` its config, ``best_index`` its
+    position in the grid and ``records`` one JSON-serialisable dict per
+    config, in grid order.
+    """
+
+    best: FittedProbe
+    best_config: ProbeConfig
+    best_index: int
+    records: list
+
+
+def train_probe(
+    X_train,
+    y_train,
+    X_valid,
+    y_valid,
+    *,
+    task_type: str,
+    config: ProbeConfig,
+    labels,
+    valid_groups=None,
+    device: str = "cpu",
+) -> FittedProbe:
+    """Train one probe on ``(X_train, y_train)``, early-stopped on the validation split.
+
+    Parameters
+    ----------
+    X_train, X_valid : arrays, shape (n, n_features); frozen features
+    y_train, y_valid : targets as ``mirprobe.metrics`` expects them
+    task_type : one of ``mirprobe.metrics.TASK_TYPES``
+    config : ProbeConfig
+    labels : sequence of str, one per output
+    valid_groups : array, shape (n_valid,), optional; song id per validation
+        clip (``key`` only; ``None``: each clip is its own song)
+    device : torch device string
+
+    Returns
+    -------
+    FittedProbe in its best validation state, with ``record`` filled in and,
+    for ``key``, ``ensemble`` chosen on the validation split.
+    """
+    data = _validate_inputs(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type=task_type,
+        labels=labels,
+        valid_groups=valid_groups,
+    )
+    if not isinstance(config, ProbeConfig):
+        raise ConfigError(f"config must be a ProbeConfig, got {type(config).__name__}")
+    torch_device = torch.device(device)
+    start = time.perf_counter()
+
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler(with_mean=config.standardize, with_std=config.standardize)
+    scaler.fit(data.X_train.astype(np.float64))
+    n_features = data.X_train.shape[1]
+    mean = np.zeros(n_features) if scaler.mean_ is None else scaler.mean_
+    scale = np.ones(n_features) if scaler.scale_ is None else scaler.scale_
+    X_train_scaled = scale_features(data.X_train, mean=mean, scale=scale)
+    X_valid_scaled = scale_features(data.X_valid, mean=mean, scale=scale)
+
+    fork_devices = []
+    if torch_device.type == "cuda":
+        fork_devices = [torch_device.index or torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=fork_devices), _deterministic_algorithms():
+        torch.manual_seed(config.seed)
+        module = ProbeMLP(
+            n_features=n_features,
+            hidden_sizes=config.hidden_sizes,
+            n_outputs=len(data.labels),
+            dropout=config.dropout,
+        ).to(torch_device)
+        loop = _train_loop(
+            module,
+            X_train_scaled,
+            data.y_train,
+            X_valid_scaled,
+            data.y_valid,
+            task_type=task_type,
+            config=config,
+            labels=data.labels,
+            valid_groups=data.valid_groups,
+            device=torch_device,
+        )
+
+    ensemble = None
+    valid_metrics = loop["best_metrics"]
+    if task_type == "key":
+        valid_scores = forward_scaled(module, X_valid_scaled, device=torch_device)
+        ensemble, valid_metrics = _choose_ensemble(
+            valid_scores, data.y_valid, labels=data.labels, groups=data.valid_groups
+        )
+    record = TrainingRecord(
+        curve=loop["curve"],
+        best_step=loop["best_step"],
+        best_score=loop["best_score"],
+        n_steps=loop["n_steps"],
+        wall_s=time.perf_counter() - start,
+        valid_metrics=valid_metrics,
+        stopped_by=loop["stopped_by"],
+    )
+    module.eval()
+    return FittedProbe(
+        config=config,
+        scaler_mean=mean,
+        scaler_scale=scale,
+        module=module,
+        labels=data.labels,
+        task_type=task_type,
+        record=record,
+        ensemble=ensemble,
+    )
+
+
+def fit_grid(
+    X_train,
+    y_train,
+    X_valid,
+    y_valid,
+    *,
+    task_type: str,
+    labels,
+    configs,
+    valid_groups=None,
+    device: str = "cpu",
+    trainer: str = "serial",
+) -> GridResult:
+    """Train one probe per config and keep the best on the validation split.
+
+    The best probe has the highest validation primary metric (for ``key``:
+    with its chosen ensemble); ties go to the first in ``configs`` order.
+    ``trainer`` selects how the grid is run; only ``"serial"`` exists.
+    """
+    if trainer not in TRAINERS:
+        raise ConfigError(f"unknown trainer {trainer!r}; expected one of {list(TRAINERS)}")
+    configs = list(configs)
+    if not configs:
+        raise ConfigError("configs is empty; nothing to train")
+    seen = {}
+    for index, config in enumerate(configs):
+        if not isinstance(config, ProbeConfig):
+            raise ConfigError(
+                f"configs[{index}] must be a ProbeConfig, got {type(config).__name__}"
+            )
+        uid = config.uid()
+        if uid in seen:
+            raise ConfigError(
+                f"configs[{index}] repeats configs[{seen[uid]}] (uid {uid}); "
+                "every config is trained once"
+            )
+        seen[uid] = index
+    _validate_inputs(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type=task_type,
+        labels=labels,
+        valid_groups=valid_groups,
+    )
+
+    best, best_index, records = None, None, []
+    for index, config in enumerate(configs):
+        probe = train_probe(
+            X_train,
+            y_train,
+            X_valid,
+            y_valid,
+            task_type=task_type,
+            config=config,
+            labels=labels,
+            valid_groups=valid_groups,
+            device=device,
+        )
+        records.append(grid_record(probe))
+        score = probe.record.valid_metrics["primary"]
+        if best is None or score > best.record.valid_metrics["primary"]:
+            best, best_index = probe, index
+    return GridResult(best=best, best_config=best.config, best_index=best_index, records=records)
+
+
+def grid_record(probe: FittedProbe) -> dict:
+    """Summarise one trained probe as a JSON-serialisable dict."""
+    record = probe.record
+    return {
+        "config": probe.config.to_dict(),
+        "uid": probe.config.uid(),
+        "best_step": record.best_step,
+        "n_steps": record.n_steps,
+        "stopped_by": record.stopped_by,
+        "ensemble": probe.ensemble,
+        "valid_metrics": record.valid_metrics,
+        "curve": {
+            "first": record.curve[0][1],
+            "best": record.best_score,
+            "last": record.curve[-1][1],
+            "n_evals": len(record.curve),
+        },
+        "wall_s": record.wall_s,
+    }
+
+
+# -- internals ----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Inputs:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+    labels: list
+    valid_groups: np.ndarray | None
+
+
+def _validate_inputs(X_train, y_train, X_valid, y_valid, *, task_type, labels, valid_groups):
+    if task_type not in TASK_TYPES:
+        raise ConfigError(f"unknown task type {task_type!r}; expected one of {list(TASK_TYPES)}")
+    labels = _validate_labels(labels)
+    X_train = check_features(X_train, split="train")
+    X_valid = check_features(X_valid, split="valid", n_features=X_train.shape[1])
+    y_train = _validate_targets(
+        y_train, task_type=task_type, n_rows=len(X_train), n_outputs=len(labels), split="train"
+    )
+    y_valid = _validate_targets(
+        y_valid, task_type=task_type, n_rows=len(X_valid), n_outputs=len(labels), split="valid"
+    )
+    if valid_groups is not None:
+        if task_type != "key":
+            raise ConfigError(
+                f"valid_groups are only used by the 'key' task type, not {task_type!r}"
+            )
+        valid_groups = np.asarray(valid_groups)
+        if valid_groups.shape != (len(X_valid),):
+            raise DataError(
+                f"valid_groups must give one song id per validation row, shape "
+                f"({len(X_valid)},), got {valid_groups.shape}"
+            )
+    if task_type == "multilabel":
+        n_positive = y_valid.sum(axis=0)
+        if not ((n_positive > 0) & (n_positive < len(y_valid))).any():
+            raise DataError(
+                "no tag has both positive and negative examples in the valid split; "
+                "ROC-AUC is undefined there, so early stopping has no signal"
+            )
+    return _Inputs(X_train, y_train, X_valid, y_valid, labels, valid_groups)
+
+
+def _validate_targets(y, *, task_type, n_rows, n_outputs, split):
+    try:
+        if task_type in ("multiclass", "key"):
+            return _validate_class_indices(y, n=n_rows, n_classes=n_outputs)
+        return _validate_target_matrix(
+            y, shape=(n_rows, n_outputs), binary=task_type == "multilabel"
+        )
+    except DataError as error:
+        raise DataError(f"{split} targets: {error}") from None
+
+
+def _train_loop(
+    module, X_train, y_train, X_valid, y_valid, *, task_type, config, labels, valid_groups, device
+):
+    """Jukemir's loop: random batches, evaluate every ``eval_every`` steps, restore best."""
+    optimizer = torch.optim.Adam(
+        module.parameters(), lr=config.learning_rate, weight_decay=config.l2
+    )
+    X_train_t = torch.from_numpy(X_train).to(device)
+    if task_type in ("multiclass", "key"):
+        y_train_t = torch.from_numpy(y_train.astype(np.int64)).to(device)
+        loss_fn = F.cross_entropy
+    else:
+        y_train_t = torch.from_numpy(y_train.astype(np.float32)).to(device)
+        loss_fn = F.binary_cross_entropy_with_logits if task_type == "multilabel" else F.mse_loss
+    extra = {"groups": valid_groups, "ensemble": TRAINING_ENSEMBLE} if task_type == "key" else {}
+
+    rng = random.Random(config.seed)
+    n_train = len(X_train)
+    batch_rows = min(config.batch_size, n_train)
+    step, boredom, curve = 0, 0, []
+    best = {"score": -math.inf, "step": None, "state": None, "metrics": None}
+    stopped_by = None
+    module.train()
+    while True:
+        if step % config.eval_every == 0:
+            if boredom >= config.patience:
+                stopped_by = "patience"
+                break
+            valid_scores = forward_scaled(module, X_valid, device=device)
+            if not np.isfinite(valid_scores).all():
+                stopped_by = "diverged"
+                break
+            with warnings.catch_warnings():
+                if curve:  # name degenerate tags once, not at every evaluation
+                    warnings.simplefilter("ignore", TagExclusionWarning)
+                metrics = compute_metrics(
+                    task_type, y_true=y_valid, scores=valid_scores, labels=labels, **extra
+                )
+            score = metrics["primary"]
+            curve.append((step, score))
+            if best["state"] is None or score > best["score"]:
+                best = {
+                    "score": score,
+                    "step": step,
+                    "state": {k: v.detach().clone() for k, v in module.state_dict().items()},
+                    "metrics": metrics,
+                }
+                boredom = 0
+            else:
+                boredom += 1
+        if config.max_steps is not None and step >= config.max_steps:
+            stopped_by = "max_steps"
+            break
+        batch = torch.tensor(rng.sample(range(n_train), batch_rows), device=device)
+        optimizer.zero_grad()
+        loss = loss_fn(module(X_train_t[batch]), y_train_t[batch])
+        loss.backward()
+        optimizer.step()
+        step += 1
+
+    if best["state"] is None:
+        raise DataError(
+            "the probe's validation outputs were NaN or inf before training began; "
+            "check the feature scale (standardize) of the training split"
+        )
+    module.load_state_dict(best["state"])
+    module.eval()
+    return {
+        "curve": curve,
+        "best_step": best["step"],
+        "best_score": best["score"],
+        "best_metrics": best["metrics"],
+        "n_steps": step,
+        "stopped_by": stopped_by,
+    }
+
+
+def _choose_ensemble(valid_scores, y_valid, *, labels, groups):
+    """Return the ensemble strategy with the best validation weighted score (ties: first)."""
+    best_strategy, best_metrics = None, None
+    for strategy in ENSEMBLE_STRATEGIES:
+        metrics = compute_metrics(
+            "key",
+            y_true=y_valid,
+            scores=valid_scores,
+            labels=labels,
+            groups=groups,
+            ensemble=strategy,
+        )
+        if best_metrics is None or metrics["primary"] > best_metrics["primary"]:
+            best_strategy, best_metrics = strategy, metrics
+    return best_strategy, best_metrics
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms():
+    """Ask torch for deterministic kernels (warn only), restoring the caller's setting."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

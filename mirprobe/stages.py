@@ -1,0 +1,337 @@
+"""The workflow's stages, one function each, called by the thin scripts in
+``scripts/`` (one Snakemake rule -> one script -> one function here).
+
+Each stage validates its inputs, does its work through the concern modules
+(datasets, audio, features, probes, metrics, tables, provenance), and writes
+its outputs atomically, a JSON stage record last.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from .atomic import write_json
+from .provenance import stage_record
+
+
+def _read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def prepare_dataset(
+    *, name, dataset_config, metadata_path, record_path, checksums_path, data_home=None, threads=1
+):
+    """Obtain (download or generate) a dataset; write its metadata, checksums and record."""
+    import pandas as pd
+
+    from .atomic import atomic_path
+    from .datasets import build_dataset
+    from .datasets.base import file_sha256, read_metadata
+
+    started = time.perf_counter()
+    dataset = build_dataset(name, dataset_config, data_home=data_home)
+    out_dir = Path(metadata_path).parent
+    source = dataset.prepare(out_dir, threads=threads)
+    table = read_metadata(metadata_path)
+    files = sorted(set(table["audio_path"]))
+    checksums = pd.DataFrame(
+        {"audio_path": files, "sha256": [file_sha256(out_dir / f) for f in files]}
+    )
+    with atomic_path(checksums_path) as tmp:
+        checksums.to_csv(tmp, sep="\t", index=False)
+    record = stage_record(
+        "prepare",
+        wall_s=time.perf_counter() - started,
+        kind=dataset_config["kind"],
+        task_type=dataset.task_type,
+        labels=list(dataset.labels()),
+        n_clips=len(table),
+        split_counts={k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
+        metadata_sha256=file_sha256(metadata_path),
+        audio_sha256=file_sha256(checksums_path),
+        n_audio_files=len(files),
+        source=source,
+    )
+    record["environment"] = {k: record[k] for k in ("host", "python", "packages")}
+    write_json(record_path, record)
+    return record
+
+
+def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, expected_clips):
+    """Resample one shard of a dataset to mono WAV at ``sr``."""
+    from .audio import resample_shard
+
+    started = time.perf_counter()
+    manifest = resample_shard(
+        metadata_path,
+        out_dir,
+        shard=shard,
+        shard_size=shard_size,
+        sr=sr,
+        on_bad_audio=on_bad_audio,
+        expected_clips=expected_clips,
+    )
+    record = stage_record(
+        "resample",
+        wall_s=time.perf_counter() - started,
+        sr=sr,
+        shard=shard,
+        n_ok=int((manifest["status"] == "ok").sum()),
+        n_excluded=int((manifest["status"] != "ok").sum()),
+    )
+    write_json(Path(out_dir) / "stage.json", record)
+    return record
+
+
+def extract(*, shard_dir, out_path, representation_config, layers, device):
+    """Embed one resampled shard with one representation."""
+    from .extractors import build_extractor
+    from .features import extract_shard, resolve_device
+
+    extractor = build_extractor(representation_config)
+    device = resolve_device(device) if extractor.wants_gpu else "cpu"
+    return extract_shard(
+        shard_dir,
+        out_path,
+        extractor=extractor,
+        layers=layers,
+        batch_size=representation_config["batch_size"],
+        device=device,
+    )
+
+
+def _excluded_clips(shard_dirs):
+    from .audio import read_manifest
+
+    excluded = []
+    for shard_dir in shard_dirs:
+        manifest = read_manifest(shard_dir)
+        for row in manifest[manifest["status"] != "ok"].itertuples(index=False):
+            excluded.append({"clip_id": row.clip_id, "source": row.source, "reason": row.reason})
+    return excluded
+
+
+def _probe_data(*, metadata_path, prepare_record_path, feature_paths, shard_dirs, layer):
+    from .datasets.base import read_metadata
+    from .features import load_feature_shards
+    from .tasks import split_arrays
+
+    prepared = _read_json(prepare_record_path)
+    metadata = read_metadata(metadata_path)
+    clip_ids, X, _ = load_feature_shards(feature_paths, layer=layer)
+    excluded = _excluded_clips(shard_dirs)
+    splits = split_arrays(
+        metadata,
+        clip_ids,
+        X,
+        task_type=prepared["task_type"],
+        labels=prepared["labels"],
+        excluded={e["clip_id"]: e["reason"] for e in excluded},
+    )
+    return prepared, splits, excluded
+
+
+def train_probe(
+    *,
+    metadata_path,
+    prepare_record_path,
+    feature_paths,
+    shard_dirs,
+    layer,
+    probe_config,
+    seed,
+    device,
+    probe_path,
+    record_path,
+):
+    """Train the probe grid on train, select on valid; save the selected probe."""
+    from .features import resolve_device
+    from .probes import expand_grid, fit_grid, save_probe
+
+    started = time.perf_counter()
+    device = resolve_device(device)
+    prepared, splits, excluded = _probe_data(
+        metadata_path=metadata_path,
+        prepare_record_path=prepare_record_path,
+        feature_paths=feature_paths,
+        shard_dirs=shard_dirs,
+        layer=layer,
+    )
+    configs = expand_grid(
+        probe_config["grid"],
+        eval_every=probe_config["eval_every"],
+        patience=probe_config["patience"],
+        max_steps=probe_config["max_steps"],
+        seed=seed,
+    )
+    train, valid = splits["train"], splits["valid"]
+    result = fit_grid(
+        train.X,
+        train.y,
+        valid.X,
+        valid.y,
+        task_type=prepared["task_type"],
+        labels=prepared["labels"],
+        configs=configs,
+        valid_groups=valid.groups,
+        device=device,
+        trainer=probe_config["trainer"],
+    )
+    save_probe(result.best, probe_path)
+    from .metrics import PRIMARY_METRIC
+
+    primary = PRIMARY_METRIC[prepared["task_type"]]
+    ranking = sorted(
+        (
+            {"uid": r["uid"], "config": r["config"], "valid_primary": r["valid_metrics"]["primary"]}
+            for r in result.records
+        ),
+        key=lambda r: -r["valid_primary"],
+    )
+    best = next(r for r in result.records if r["uid"] == result.best_config.uid())
+    record = stage_record(
+        "train",
+        wall_s=time.perf_counter() - started,
+        device=device,
+        trainer=probe_config["trainer"],
+        primary_metric=primary,
+        selected={
+            "config": result.best_config.to_dict(),
+            "uid": result.best_config.uid(),
+            "best_step": best.get("best_step"),
+            "steps": best.get("steps"),
+            "valid_metrics": best["valid_metrics"],
+            "ensemble": getattr(result.best, "ensemble", None),
+        },
+        ranking=ranking,
+        grid=result.records,
+        excluded=excluded,
+        clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
+    )
+    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
+    write_json(record_path, record)
+    return record
+
+
+def evaluate_probe(
+    *,
+    metadata_path,
+    prepare_record_path,
+    feature_paths,
+    shard_dirs,
+    layer,
+    probe_path,
+    device,
+    record_path,
+):
+    """Evaluate the selected probe once on the test split."""
+    from .features import resolve_device
+    from .metrics import compute_metrics
+    from .probes import load_probe
+
+    started = time.perf_counter()
+    device = resolve_device(device)
+    prepared, splits, excluded = _probe_data(
+        metadata_path=metadata_path,
+        prepare_record_path=prepare_record_path,
+        feature_paths=feature_paths,
+        shard_dirs=shard_dirs,
+        layer=layer,
+    )
+    probe = load_probe(probe_path)
+    test = splits["test"]
+    scores = probe.predict_scores(test.X)
+    metrics = compute_metrics(
+        prepared["task_type"],
+        y_true=test.y,
+        scores=scores,
+        labels=prepared["labels"],
+        groups=test.groups,
+        ensemble=getattr(probe, "ensemble", None) or "mean_prob",
+    )
+    record = stage_record(
+        "evaluate",
+        wall_s=time.perf_counter() - started,
+        device=device,
+        metrics={k: v for k, v in metrics.items()},
+        clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
+        n_excluded=len(excluded),
+    )
+    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
+    write_json(record_path, record)
+    return record
+
+
+def cell_provenance(
+    *,
+    task,
+    representation,
+    layer,
+    row_label,
+    config,
+    config_sha256,
+    workflow_dir,
+    prepare_record_path,
+    shard_dirs,
+    feature_paths,
+    train_record_path,
+    test_record_path,
+    out_path,
+):
+    """Write the provenance record of one table cell."""
+    import numpy as np
+
+    from .provenance import build_cell_record
+
+    resample_records = []
+    for shard_dir in shard_dirs:
+        path = Path(shard_dir) / "stage.json"
+        resample_records.append(_read_json(path) if path.is_file() else {})
+    profiles = []
+    for path in feature_paths:
+        with np.load(path, allow_pickle=False) as shard:
+            profiles.append(json.loads(str(shard["profile"])))
+    record = build_cell_record(
+        task=task,
+        representation=representation,
+        layer=layer,
+        row_label=row_label,
+        config=config,
+        config_sha256=config_sha256,
+        workflow_dir=workflow_dir,
+        prepare_record=_read_json(prepare_record_path),
+        resample_records=resample_records,
+        feature_profiles=profiles,
+        train_record=_read_json(train_record_path),
+        test_record=_read_json(test_record_path),
+    )
+    write_json(out_path, record)
+    return record
+
+
+def assemble_table(
+    *, cells, rows, datasets, probe_config, test_record_paths, prepare_record_paths, out_paths
+):
+    """Write the results table from the test records of every cell."""
+    import math
+
+    from .tables import table_metrics, write_tables
+
+    prepared = {}
+    for path in prepare_record_paths:
+        prepared[Path(path).parent.name] = _read_json(path)
+    records = {}
+    for (dataset, representation, layer), path in zip(cells, test_record_paths, strict=True):
+        records[(f"{representation}/{layer}", dataset)] = _read_json(path)
+    tasks = []
+    for dataset, entry in datasets.items():
+        record = prepared[dataset]
+        metrics = table_metrics(record["task_type"], entry.get("metrics"), record["labels"])
+        tasks.append((dataset, entry.get("label") or dataset, metrics))
+    n_configs = math.prod(len(values) for values in probe_config["grid"].values())
+    note = f" ({probe_config['trainer']} training of {n_configs} probe configurations)"
+    paths = {Path(p).suffix.lstrip("."): p for p in out_paths}
+    write_tables(
+        records, tasks=tasks, rows=[tuple(r) for r in rows], paths=paths, protocol_note=note
+    )

@@ -1,0 +1,121 @@
+"""The results table: rows are representations (one per probed layer), column
+groups are tasks, cells are test-split metrics of the probe selected on the
+validation split, in percent with one decimal as in the CALM and MusicGen
+papers' tables.
+
+Written as GitHub markdown (tabulate), CSV and LaTeX (booktabs). The CSV holds
+the same rounded numbers plus each task's clip counts, and nothing that varies
+between identical runs (no timings, hosts or dates), so rerunning the workflow
+from scratch reproduces it byte for byte. Notes under the markdown table say
+how many clips each cell used and how many were excluded (see provenance).
+"""
+
+import csv
+import io
+
+from .atomic import write_text
+
+METRIC_TITLES = {
+    "accuracy": "Acc",
+    "weighted_score": "Weighted",
+    "roc_auc_macro": "ROC-AUC",
+    "ap_macro": "AP",
+    "r2_mean": "R²",
+}
+DEFAULT_METRICS = {
+    "multiclass": ["accuracy"],
+    "key": ["weighted_score", "accuracy"],
+    "multilabel": ["roc_auc_macro", "ap_macro"],
+    "regression": ["r2_mean"],
+}
+
+
+def metric_title(metric):
+    if metric in METRIC_TITLES:
+        return METRIC_TITLES[metric]
+    if metric.startswith("r2_"):
+        return f"R² {metric[3:]}"
+    return metric
+
+
+def table_metrics(task_type, configured=None, labels=()):
+    """The metrics shown for a task: configured, else the task type's defaults."""
+    if configured:
+        return list(configured)
+    if task_type == "regression":
+        return [f"r2_{label}" for label in labels] + ["r2_mean"]
+    return list(DEFAULT_METRICS[task_type])
+
+
+def percent(value):
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def build_table(cells, *, tasks, rows):
+    """Header and rows of the table.
+
+    ``tasks``: ordered ``[(task, title, metrics)]``; ``rows``: ordered
+    ``[(row_key, title)]``; ``cells``: ``{(row_key, task): test record}``.
+    """
+    header = ["Representation"] + [
+        f"{title} {metric_title(m)}" for _, title, metrics in tasks for m in metrics
+    ]
+    body = []
+    for row_key, row_title in rows:
+        line = [row_title]
+        for task, _, metrics in tasks:
+            record = cells[(row_key, task)]
+            for metric in metrics:
+                if metric not in record["metrics"]:
+                    raise KeyError(
+                        f"metric {metric!r} not computed for task {task!r}; have {sorted(record['metrics'])}"
+                    )
+                line.append(percent(record["metrics"][metric]))
+        body.append(line)
+    return header, body
+
+
+def clip_notes(cells, *, tasks, rows):
+    notes = []
+    for task, title, _ in tasks:
+        for row_key, row_title in rows:
+            record = cells[(row_key, task)]
+            counts = record["clip_counts"]
+            excluded = record.get("n_excluded", 0)
+            notes.append(
+                f"{title} / {row_title}: {counts['train']}/{counts['valid']}/{counts['test']} "
+                f"train/valid/test clips"
+                + (f", {excluded} excluded (see provenance)" if excluded else "")
+            )
+    return notes
+
+
+def write_tables(cells, *, tasks, rows, paths, protocol_note=""):
+    """Write the table in every format of ``paths`` (``{"md"|"csv"|"tex": path}``)."""
+    from tabulate import tabulate
+
+    header, body = build_table(cells, tasks=tasks, rows=rows)
+    notes = clip_notes(cells, tasks=tasks, rows=rows)
+    if "md" in paths:
+        text = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
+        text += "\n\nTest-split scores in percent of the probe selected on the validation split"
+        text += f"{protocol_note}.\nClips per cell:\n" + "".join(f"- {n}\n" for n in notes)
+        write_text(paths["md"], text)
+    if "csv" in paths:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        count_header = [f"{title} clips (train/valid/test/excluded)" for _, title, _ in tasks]
+        writer.writerow(header + count_header)
+        for (row_key, _), line in zip(rows, body, strict=True):
+            counts = []
+            for task, _, _ in tasks:
+                record = cells[(row_key, task)]
+                c = record["clip_counts"]
+                counts.append(
+                    f"{c['train']}/{c['valid']}/{c['test']}/{record.get('n_excluded', 0)}"
+                )
+            writer.writerow(line + counts)
+        write_text(paths["csv"], buffer.getvalue())
+    if "tex" in paths:
+        text = tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
+        write_text(paths["tex"], text + "\n")

@@ -1,0 +1,113 @@
+# Helpers shared by the rules: config resolution, shards, rows and targets.
+# Only light modules are imported here, so that parsing takes a fraction of a
+# second (no torch, librosa or transformers at parse time).
+import sys
+
+# The package holding the workflow's logic sits beside the Snakefile; the
+# scripts put it on their path the same way (see scripts/*.py).
+sys.path.insert(0, workflow.basedir)
+
+from mirprobe.audio import shard_slices
+from mirprobe.config import config_hash, validate_config
+from mirprobe.datasets import build_dataset
+from mirprobe.extractors import get_extractor_class
+
+config.update(validate_config(config))
+CONFIG_SHA256 = config_hash(config)
+DATASETS = {
+    name: build_dataset(name, entry, data_home=config["data_home"])
+    for name, entry in config["datasets"].items()
+}
+EXTRACTORS = {
+    name: get_extractor_class(entry["extractor"])
+    for name, entry in config["representations"].items()
+}
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    representation="|".join(EXTRACTORS),
+    shard=r"\d{3}",
+    sr=r"\d+",
+    layer=r"[^/]+",
+
+
+def layers_of(representation):
+    entry = config["representations"][representation]
+    cls = EXTRACTORS[representation]
+    layers = entry["layers"] if entry["layers"] is not None else cls.default_layers
+    return [str(layer) for layer in layers]
+
+
+def shards_of(dataset):
+    n_clips = DATASETS[dataset].num_clips()
+    n_shards = len(shard_slices(n_clips, config["datasets"][dataset]["shard_size"]))
+    return [f"{k:03d}" for k in range(n_shards)]
+
+
+def sample_rate_of(representation):
+    return EXTRACTORS[representation].sample_rate
+
+
+def audio_shard_dir(dataset, representation, shard):
+    sr = sample_rate_of(representation)
+    return f"results/audio/{dataset}/sr{sr}/shard-{shard}"
+
+
+def audio_shard_dirs(wildcards):
+    return [
+        audio_shard_dir(wildcards.dataset, wildcards.representation, shard)
+        for shard in shards_of(wildcards.dataset)
+    ]
+
+
+def feature_shards(wildcards):
+    return expand(
+        "results/features/{dataset}/{representation}/shard-{shard}.npz",
+        dataset=wildcards.dataset,
+        representation=wildcards.representation,
+        shard=shards_of(wildcards.dataset),
+    )
+
+
+def needs_gpu(representation):
+    return 1 if EXTRACTORS[representation].wants_gpu else 0
+
+
+def conda_env_of(representation):
+    return "../envs/handcrafted.yaml"
+
+
+def row_title(representation, layer):
+    entry = config["representations"][representation]
+    title = entry["label"] or representation
+    return title if len(layers_of(representation)) == 1 else f"{title} L{layer}"
+
+
+def table_rows():
+    return [
+        (f"{rep}/{layer}", row_title(rep, layer))
+        for rep in config["representations"]
+        for layer in layers_of(rep)
+    ]
+
+
+def cells():
+    return [
+        (dataset, rep, layer)
+        for dataset in DATASETS
+        for rep in config["representations"]
+        for layer in layers_of(rep)
+    ]
+
+
+def table_outputs():
+    return [f"results/table.{fmt}" for fmt in config["table"]["formats"]]
+
+
+def final_outputs():
+    provenance = [
+        f"results/provenance/{dataset}/{rep}/{layer}.json"
+        for dataset, rep, layer in cells()
+    ]
+    return table_outputs() + provenance

@@ -1,0 +1,20 @@
+rule prepare_dataset:
+    output:
+        metadata="results/datasets/{dataset}/metadata.csv",
+        checksums="results/datasets/{dataset}/checksums.tsv",
+        record="results/datasets/{dataset}/prepare.json",
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_dataset/{dataset}.tsv"
+    conda:
+        "../envs/audio.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        dataset_config=lambda wc: config["datasets"][wc.dataset],
+        data_home=config["data_home"],
+    script:
+        "../scripts/prepare_dataset.py"

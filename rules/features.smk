@@ -1,0 +1,22 @@
+rule extract:
+    input:
+        audio=lambda wc: audio_shard_dir(wc.dataset, wc.representation, wc.shard),
+    output:
+        "results/features/{dataset}/{representation}/shard-{shard}.npz",
+    log:
+        "logs/extract/{dataset}/{representation}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/extract/{dataset}/{representation}/shard-{shard}.tsv"
+    conda:
+        "../envs/handcrafted.yaml"
+    threads: 1
+    resources:
+        gpu=lambda wc: needs_gpu(wc.representation),
+        mem_mb=4000,
+        runtime=120,
+    params:
+        representation_config=lambda wc: config["representations"][wc.representation],
+        layers=lambda wc: layers_of(wc.representation),
+        device=config["device"],
+    script:
+        "../scripts/extract.py"

@@ -1,0 +1,50 @@
+rule train_probe:
+    input:
+        metadata="results/datasets/{dataset}/metadata.csv",
+        prepared="results/datasets/{dataset}/prepare.json",
+        features=feature_shards,
+        audio=audio_shard_dirs,
+    output:
+        probe="results/probes/{dataset}/{representation}/{layer}/probe.pt",
+        record="results/probes/{dataset}/{representation}/{layer}/train.json",
+    log:
+        "logs/train_probe/{dataset}/{representation}/{layer}.log",
+    benchmark:
+        "benchmarks/train_probe/{dataset}/{representation}/{layer}.tsv"
+    conda:
+        "../envs/probes.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        probe_config=config["probe"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/train_probe.py"
+
+
+rule evaluate_probe:
+    input:
+        metadata="results/datasets/{dataset}/metadata.csv",
+        prepared="results/datasets/{dataset}/prepare.json",
+        features=feature_shards,
+        audio=audio_shard_dirs,
+        probe="results/probes/{dataset}/{representation}/{layer}/probe.pt",
+    output:
+        "results/probes/{dataset}/{representation}/{layer}/test.json",
+    log:
+        "logs/evaluate_probe/{dataset}/{representation}/{layer}.log",
+    benchmark:
+        "benchmarks/evaluate_probe/{dataset}/{representation}/{layer}.tsv"
+    conda:
+        "../envs/probes.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        device=config["device"],
+    script:
+        "../scripts/evaluate_probe.py"

@@ -1,0 +1,65 @@
+rule provenance:
+    input:
+        prepared="results/datasets/{dataset}/prepare.json",
+        audio=audio_shard_dirs,
+        features=feature_shards,
+        train="results/probes/{dataset}/{representation}/{layer}/train.json",
+        test="results/probes/{dataset}/{representation}/{layer}/test.json",
+    output:
+        "results/provenance/{dataset}/{representation}/{layer}.json",
+    log:
+        "logs/provenance/{dataset}/{representation}/{layer}.log",
+    benchmark:
+        "benchmarks/provenance/{dataset}/{representation}/{layer}.tsv"
+    conda:
+        "../envs/table.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        row_label=lambda wc: row_title(wc.representation, wc.layer),
+        config=config,
+        config_sha256=CONFIG_SHA256,
+        workflow_dir=workflow.basedir,
+    script:
+        "../scripts/provenance.py"
+
+
+rule table:
+    input:
+        tests=[
+            f"results/probes/{dataset}/{rep}/{layer}/test.json"
+            for dataset, rep, layer in cells()
+        ],
+        provenance=[
+            f"results/provenance/{dataset}/{rep}/{layer}.json"
+            for dataset, rep, layer in cells()
+        ],
+        prepared=expand("results/datasets/{dataset}/prepare.json", dataset=DATASETS),
+    output:
+        [
+            (
+                report(path, caption="../report/table.rst", category="Results")
+                if path.endswith(".md")
+                else path
+            )
+            for path in table_outputs()
+        ],
+    log:
+        "logs/table.log",
+    benchmark:
+        "benchmarks/table.tsv"
+    conda:
+        "../envs/table.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        cells=cells(),
+        rows=table_rows(),
+        datasets=config["datasets"],
+        probe_config=config["probe"],
+    script:
+        "../scripts/table.py"

@@ -1,0 +1,24 @@
+"""Snakemake script: evaluate the selected probe on the test split (rule evaluate_probe)."""
+
+import sys
+from pathlib import Path
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+# import the mirprobe package of this workflow, whichever environment runs the job
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+import torch  # noqa: E402
+
+from mirprobe.stages import evaluate_probe  # noqa: E402
+
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+evaluate_probe(
+    metadata_path=snakemake.input.metadata,  # noqa: F821
+    prepare_record_path=snakemake.input.prepared,  # noqa: F821
+    feature_paths=snakemake.input.features,  # noqa: F821
+    shard_dirs=snakemake.input.audio,  # noqa: F821
+    layer=snakemake.wildcards.layer,  # noqa: F821
+    probe_path=snakemake.input.probe,  # noqa: F821
+    device=snakemake.params.device,  # noqa: F821
+    record_path=snakemake.output[0],  # noqa: F821
+)

@@ -1,0 +1,18 @@
+"""Snakemake script: embed one audio shard with one representation (rule extract)."""
+
+import sys
+from pathlib import Path
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+# import the mirprobe package of this workflow, whichever environment runs the job
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mirprobe.stages import extract  # noqa: E402
+
+extract(
+    shard_dir=snakemake.input.audio,  # noqa: F821
+    out_path=snakemake.output[0],  # noqa: F821
+    representation_config=snakemake.params.representation_config,  # noqa: F821
+    layers=snakemake.params.layers,  # noqa: F821
+    device=snakemake.params.device,  # noqa: F821
+)

@@ -1,0 +1,20 @@
+"""Snakemake script: assemble the results table (rule table)."""
+
+import sys
+from pathlib import Path
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+# import the mirprobe package of this workflow, whichever environment runs the job
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mirprobe.stages import assemble_table  # noqa: E402
+
+assemble_table(
+    cells=snakemake.params.cells,  # noqa: F821
+    rows=snakemake.params.rows,  # noqa: F821
+    datasets=snakemake.params.datasets,  # noqa: F821
+    probe_config=snakemake.params.probe_config,  # noqa: F821
+    test_record_paths=snakemake.input.tests,  # noqa: F821
+    prepare_record_paths=snakemake.input.prepared,  # noqa: F821
+    out_paths=list(snakemake.output),  # noqa: F821
+)

@@ -1,0 +1,149 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from conftest import fixture_path
+from mirprobe.audio import load_audio, read_manifest, resample_shard, shard_slices
+from mirprobe.datasets.base import write_metadata
+from mirprobe.errors import AudioDecodeError, ConfigError
+
+
+def tone(seconds=1.0, sr=22050, freq=440.0):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_load_resamples_and_mixes_to_mono(tmp_path):
+    stereo = np.stack([tone(), tone(freq=220)], axis=1)
+    sf.write(tmp_path / "a.wav", stereo, 22050)
+    y = load_audio(tmp_path / "a.wav", sr=16000)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - 16000) <= 1
+
+
+def test_offset_and_duration_cut_the_clip(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(seconds=3.0), 22050)
+    y = load_audio(tmp_path / "a.wav", sr=22050, offset=1.0, duration=1.5)
+    assert len(y) == int(1.5 * 22050)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(AudioDecodeError, match=r"nope\.wav: file not found"):
+        load_audio(tmp_path / "nope.wav", sr=22050)
+
+
+def test_empty_file_is_named(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioDecodeError, match=r"empty\.wav: empty file"):
+        load_audio(tmp_path / "empty.wav", sr=22050)
+
+
+def test_corrupt_file_is_named(tmp_path):
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio" * 10)
+    with pytest.raises(AudioDecodeError, match=r"corrupt\.wav: cannot decode"):
+        load_audio(tmp_path / "corrupt.wav", sr=22050)
+
+
+def test_truncated_file_is_named(tmp_path):
+    sf.write(tmp_path / "full.wav", tone(seconds=2.0), 22050, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError, match=r"cut\.wav: (truncated|cannot decode)"):
+        load_audio(tmp_path / "cut.wav", sr=22050, duration=2.0)
+
+
+def test_silent_clip_warns_but_loads(tmp_path):
+    sf.write(tmp_path / "silence.wav", np.zeros(22050, np.float32), 22050)
+    with pytest.warns(UserWarning, match="silent"):
+        y = load_audio(tmp_path / "silence.wav", sr=22050)
+    assert not y.any()
+
+
+def test_real_ogg_fixture_decodes():
+    folder = fixture_path("audio")
+    path = sorted(folder.glob("*.ogg"))[0]
+    y = load_audio(path, sr=22050, duration=2.0)
+    assert len(y) == 44100 and np.abs(y).max() > 0.01
+
+
+def test_shard_slices_cover_every_clip_once():
+    slices = shard_slices(10, 4)
+    assert slices == [(0, 4), (4, 8), (8, 10)]
+    assert shard_slices(3, 100) == [(0, 3)]
+
+
+def _dataset(tmp_path, *, corrupt=False):
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i in range(5):
+        sf.write(tmp_path / "audio" / f"c{i}.wav", tone(freq=200 + 50 * i), 22050)
+        rows.append(
+            {
+                "clip_id": f"c{i}",
+                "audio_path": f"audio/c{i}.wav",
+                "offset": 0.0,
+                "duration": 1.0,
+                "split": "train",
+                "label": "C major",
+                "song_id": f"c{i}",
+            }
+        )
+    if corrupt:
+        (tmp_path / "audio" / "c3.wav").write_bytes(b"garbage" * 100)
+    write_metadata(pd.DataFrame(rows), tmp_path / "metadata.csv")
+    return tmp_path / "metadata.csv"
+
+
+def test_resample_shard_writes_wavs_and_manifest(tmp_path):
+    metadata = _dataset(tmp_path)
+    manifest = resample_shard(
+        metadata, tmp_path / "out" / "shard-001", shard=1, shard_size=2, sr=16000
+    )
+    assert list(manifest["clip_id"]) == ["c2", "c3"]
+    assert (manifest["status"] == "ok").all()
+    y, sr = sf.read(tmp_path / "out" / "shard-001" / "c2.wav")
+    assert sr == 16000 and y.ndim == 1
+    assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_bad_clip_stops_the_run_by_default(tmp_path):
+    metadata = _dataset(tmp_path, corrupt=True)
+    with pytest.raises(AudioDecodeError, match=r"c3\.wav: cannot decode"):
+        resample_shard(metadata, tmp_path / "out" / "s", shard=0, shard_size=10, sr=16000)
+    assert not (tmp_path / "out" / "s").exists()
+
+
+def test_bad_clip_is_recorded_when_excluded(tmp_path):
+    metadata = _dataset(tmp_path, corrupt=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resample_shard(
+            metadata,
+            tmp_path / "out" / "s",
+            shard=0,
+            shard_size=10,
+            sr=16000,
+            on_bad_audio="exclude",
+        )
+    manifest = read_manifest(tmp_path / "out" / "s")
+    bad = manifest[manifest["status"] == "excluded"]
+    assert list(bad["clip_id"]) == ["c3"]
+    assert "cannot decode" in bad["reason"].iloc[0]
+    assert not (tmp_path / "out" / "s" / "c3.wav").exists()
+
+
+def test_clip_count_mismatch_is_an_error(tmp_path):
+    metadata = _dataset(tmp_path)
+    with pytest.raises(AudioDecodeError, match="5 clips listed, 6 expected"):
+        resample_shard(metadata, tmp_path / "s", shard=0, shard_size=10, sr=16000, expected_clips=6)
+
+
+def test_unknown_policy_is_rejected(tmp_path):
+    metadata = _dataset(tmp_path)
+    with pytest.raises(ConfigError, match="skip"):
+        resample_shard(
+            metadata, tmp_path / "s", shard=0, shard_size=10, sr=16000, on_bad_audio="skip"
+        )

@@ -1,0 +1,133 @@
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from mirprobe.config import config_hash, load_config, load_schema, validate_config
+from mirprobe.datasets import DATASET_CLASSES
+from mirprobe.errors import ConfigError
+from mirprobe.extractors import EXTRACTOR_CLASSES
+
+
+@pytest.fixture
+def default_config():
+    with open(REPO / "config.yaml") as handle:
+        return yaml.safe_load(handle)
+
+
+def test_default_config_validates_and_fills_defaults(default_config):
+    config = validate_config(copy.deepcopy(default_config))
+    assert config["audio"]["on_bad_audio"] == "error"
+    assert config["representations"]["chroma"]["batch_size"] == 8
+    assert config["datasets"]["synth_key"]["params"]["clips_per_key"] == 20
+
+
+def test_misspelt_top_level_key_is_named(default_config):
+    default_config["reprsentations"] = default_config.pop("representations")
+    with pytest.raises(ConfigError, match="reprsentations"):
+        validate_config(default_config)
+
+
+def test_misspelt_nested_key_is_named(default_config):
+    default_config["probe"]["grid"]["learning_rates"] = [0.1]
+    with pytest.raises(ConfigError, match=r"probe\.grid.*learning_rates"):
+        validate_config(default_config)
+
+
+def test_unknown_extractor_is_named(default_config):
+    default_config["representations"]["jukebocks"] = {"extractor": "jukebocks"}
+    with pytest.raises(ConfigError, match="jukebocks"):
+        validate_config(default_config)
+
+
+def test_bad_dataset_param_is_named(default_config):
+    default_config["datasets"]["synth_key"]["params"]["clips_per_kee"] = 3
+    with pytest.raises(ConfigError, match=r"datasets\.synth_key\.params.*clips_per_kee"):
+        validate_config(default_config)
+
+
+def test_unknown_layer_is_named(default_config):
+    default_config["representations"]["chroma"]["layers"] = ["36"]
+    with pytest.raises(ConfigError, match="36"):
+        validate_config(default_config)
+
+
+def test_schema_enums_match_registries():
+    schema = load_schema()
+    dataset_kinds = schema["properties"]["datasets"]["additionalProperties"]["properties"]["kind"]
+    extractors = schema["properties"]["representations"]["additionalProperties"]["properties"][
+        "extractor"
+    ]
+    assert sorted(dataset_kinds["enum"]) == sorted(DATASET_CLASSES)
+    assert sorted(extractors["enum"]) == sorted(EXTRACTOR_CLASSES)
+
+
+def test_every_schema_property_is_documented():
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            assert "description" in sub, f"{path}.{key} lacks a description"
+            walk(sub, f"{path}.{key}")
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, f"{path}.*")
+
+    walk(load_schema(), "")
+
+
+def test_config_hash_is_stable_and_content_based(default_config):
+    a = validate_config(copy.deepcopy(default_config))
+    b = validate_config(copy.deepcopy(default_config))
+    assert config_hash(a) == config_hash(b)
+    b["seed"] = 1
+    assert config_hash(a) != config_hash(b)
+
+
+def test_load_config_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_snakemake_rejects_misspelt_key_before_any_job(tmp_path, default_config):
+    default_config["datasets"]["synth_key"]["shard_sise"] = 10
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(default_config))
+    result = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert result.returncode != 0
+    assert "shard_sise" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_snakemake_rejects_unknown_representation(tmp_path, default_config):
+    default_config["representations"]["wav2vec"] = {"extractor": "wav2vec"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(default_config))
+    result = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert result.returncode != 0
+    assert "wav2vec" in result.stdout + result.stderr
+
+
+def test_dry_run_plans_the_whole_default_dag(tmp_path):
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"), "--cores", "2")
+    out = result.stdout + result.stderr
+    for rule in (
+        "prepare_dataset",
+        "resample",
+        "extract",
+        "train_probe",
+        "evaluate_probe",
+        "provenance",
+        "table",
+    ):
+        assert rule in out, f"{rule} missing from the dry run"
+
+
+def test_lint_and_formatting_are_clean():
+    result = snakemake(REPO, "--lint", "--configfile", str(REPO / "config.yaml"), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    check = subprocess.run(
+        [str(snakefmt), "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -1,0 +1,650 @@
+"""Tests of mirprobe.probes: configs, the jukemir training protocol, grids, I/O."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mirprobe.errors import ConfigError, DataError, ModelError
+from mirprobe.metrics import ENSEMBLE_STRATEGIES, TagExclusionWarning, compute_metrics
+from mirprobe.probes import (
+    PAPER_GRID,
+    FittedProbe,
+    ProbeConfig,
+    expand_grid,
+    fit_grid,
+    load_probe,
+    save_probe,
+    train_probe,
+)
+from mirprobe.probes.model import ProbeMLP
+
+KEYS = [
+    f"{tonic} {mode}"
+    for mode in ("major", "minor")
+    for tonic in ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
+]
+
+
+def small_config(**overrides):
+    """A fast config: small patience and a step cap."""
+    fields = {
+        "standardize": True,
+        "hidden_sizes": (),
+        "batch_size": 64,
+        "learning_rate": 1e-2,
+        "dropout": 0.1,
+        "l2": 0.0,
+        "eval_every": 8,
+        "patience": 8,
+        "max_steps": 1500,
+        "seed": 0,
+    }
+    fields.update(overrides)
+    return ProbeConfig(**fields)
+
+
+def separable_multiclass(*, n, n_features=16, n_classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = np.random.default_rng(100).normal(size=(n_features, n_classes))
+    X = rng.normal(size=(n, n_features)) * 3.0 + 5.0  # off-centre, so scaling matters
+    y = ((X - 5.0) @ weights).argmax(axis=1)
+    return X.astype(np.float32), y
+
+
+def split(X, y, *, n_train, n_valid):
+    return (
+        X[:n_train],
+        y[:n_train],
+        X[n_train : n_train + n_valid],
+        y[n_train : n_train + n_valid],
+        X[n_train + n_valid :],
+        y[n_train + n_valid :],
+    )
+
+
+# -- configs ------------------------------------------------------------------
+
+
+def test_uid_is_the_sha1_of_the_sorted_json():
+    config = ProbeConfig(
+        standardize=True,
+        hidden_sizes=(512,),
+        batch_size=64,
+        learning_rate=1e-3,
+        dropout=0.5,
+        l2=1e-4,
+    )
+    expected = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+    assert config.uid() == expected
+    # Frozen value: a changed uid would orphan every stored result.
+    assert config.uid() == "5fdf082595e2b81c44ae020e5658dd082b8a7fb5"
+
+
+def test_uid_depends_on_content_not_spelling():
+    a = small_config(hidden_sizes=[512], l2=0, batch_size=64.0)
+    b = small_config(hidden_sizes=(512,), l2=0.0, batch_size=64)
+    assert a == b
+    assert a.uid() == b.uid()
+    assert small_config(seed=1).uid() != small_config(seed=0).uid()
+    assert small_config(patience=9).uid() != small_config().uid()
+    assert ProbeConfig.from_dict(a.to_dict()) == a
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("dropout", 1.0),
+        ("learning_rate", 0.0),
+        ("l2", -1.0),
+        ("batch_size", 0),
+        ("batch_size", 2.5),
+        ("hidden_sizes", "512"),
+        ("hidden_sizes", (0,)),
+        ("standardize", "yes"),
+        ("eval_every", 0),
+    ],
+)
+def test_invalid_config_values_are_config_errors_naming_them(field, value):
+    with pytest.raises(ConfigError, match=field):
+        small_config(**{field: value})
+
+
+def test_paper_grid_has_216_distinct_configs():
+    configs = expand_grid(PAPER_GRID)
+    assert len(configs) == 216
+    assert len({config.uid() for config in configs}) == 216
+    assert {config.hidden_sizes for config in configs} == {(), (512,)}
+    assert all(config.patience == 256 and config.eval_every == 8 for config in configs)
+
+
+def test_expand_grid_order_is_deterministic_and_constants_apply():
+    grid = {
+        "learning_rate": [1e-3, 1e-4],
+        "hidden_sizes": [[], [512]],
+        "standardize": [True],
+        "batch_size": [64],
+        "dropout": [0.5],
+        "l2": [0],
+    }
+    configs = expand_grid(grid, patience=16, max_steps=100)
+    assert len(configs) == 4
+    # Fields vary in ProbeConfig field order (hidden_sizes before learning_rate),
+    # the last one fastest, whatever the grid's key order.
+    assert [(c.hidden_sizes, c.learning_rate) for c in configs] == [
+        ((), 1e-3),
+        ((), 1e-4),
+        ((512,), 1e-3),
+        ((512,), 1e-4),
+    ]
+    assert all(c.patience == 16 and c.max_steps == 100 for c in configs)
+    reordered = dict(reversed(list(grid.items())))
+    assert expand_grid(reordered, patience=16, max_steps=100) == configs
+
+
+def test_expand_grid_rejects_unknown_keys_naming_them():
+    with pytest.raises(ConfigError, match="'momentum'"):
+        expand_grid({**PAPER_GRID, "momentum": [0.9]})
+    with pytest.raises(ConfigError, match="'epochs'"):
+        expand_grid(PAPER_GRID, epochs=3)
+    with pytest.raises(ConfigError, match="'seed'"):
+        expand_grid({**PAPER_GRID, "seed": [0, 1]}, seed=2)
+    with pytest.raises(ConfigError, match="'dropout'"):
+        expand_grid({**PAPER_GRID, "dropout": []})
+
+
+# -- the model ----------------------------------------------------------------
+
+
+def test_probe_mlp_layout_matches_jukemir():
+    linear = ProbeMLP(n_features=5, hidden_sizes=(), n_outputs=3, dropout=0.5)
+    assert sorted(linear.state_dict()) == ["output.bias", "output.weight"]
+    mlp = ProbeMLP(n_features=5, hidden_sizes=(7,), n_outputs=3, dropout=0.5)
+    assert mlp.hidden[0].weight.shape == (7, 5)
+    assert mlp.output.weight.shape == (3, 7)
+    # Input dropout: in train mode with p close to 1 most inputs are dropped.
+    torch.manual_seed(0)
+    heavy = ProbeMLP(n_features=1000, hidden_sizes=(), n_outputs=1, dropout=0.99)
+    with torch.no_grad():
+        heavy.output.weight.fill_(1.0)
+        heavy.output.bias.zero_()
+        x = torch.ones(1, 1000)
+        heavy.train()
+        assert heavy(x).item() != pytest.approx(1000.0)
+        heavy.eval()
+        assert heavy(x).item() == pytest.approx(1000.0)
+
+
+def test_adam_uses_coupled_weight_decay(monkeypatch):
+    seen = {}
+    adam = torch.optim.Adam
+
+    def spy(params, **kwargs):
+        seen.update(kwargs)
+        return adam(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    X, y = separable_multiclass(n=200)
+    train_probe(
+        X[:100],
+        y[:100],
+        X[100:],
+        y[100:],
+        task_type="multiclass",
+        config=small_config(l2=1e-3, max_steps=8),
+        labels=list("abcd"),
+    )
+    assert seen == {"lr": 1e-2, "weight_decay": 1e-3}
+
+
+# -- training -----------------------------------------------------------------
+
+
+def test_separable_multiclass_is_learned_far_above_chance():
+    X, y = separable_multiclass(n=1400)
+    X_train, y_train, X_valid, y_valid, X_test, y_test = split(X, y, n_train=800, n_valid=200)
+    probe = train_probe(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type="multiclass",
+        config=small_config(),
+        labels=list("abcd"),
+    )
+    assert isinstance(probe, FittedProbe)
+    assert probe.evaluate(X_test, y_test)["accuracy"] > 0.85  # chance is about 0.25
+    np.testing.assert_allclose(probe.scaler_mean, X_train.astype(np.float64).mean(axis=0))
+    np.testing.assert_allclose(probe.scaler_scale, X_train.astype(np.float64).std(axis=0))
+
+
+def test_probe_on_shuffled_labels_sits_at_chance():
+    """Control task: the same pipeline on labels unrelated to the features."""
+    n_classes, n = 10, 3000
+    rng = np.random.default_rng(7)
+    y = np.arange(n) % n_classes  # balanced, so chance is 1 / n_classes
+    X = (rng.normal(size=(n_classes, 16))[y] + rng.normal(scale=0.5, size=(n, 16))).astype(
+        np.float32
+    )
+    order = rng.permutation(n)
+    X, y = X[order], y[order]
+    y_shuffled = rng.permutation(y)
+    labels = [str(i) for i in range(n_classes)]
+    fits = {
+        name: train_probe(
+            X[:600],
+            targets[:600],
+            X[600:1000],
+            targets[600:1000],
+            task_type="multiclass",
+            config=small_config(),
+            labels=labels,
+        )
+        for name, targets in (("real", y), ("shuffled", y_shuffled))
+    }
+    # 2000 test rows: the standard error of accuracy at chance is about 0.007.
+    control_accuracy = fits["shuffled"].evaluate(X[1000:], y_shuffled[1000:])["accuracy"]
+    assert abs(control_accuracy - 1 / n_classes) < 0.05
+    assert fits["real"].evaluate(X[1000:], y[1000:])["accuracy"] > 0.9
+
+
+def test_multilabel_probe_learns_tags_and_excludes_degenerate_ones():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1200, 12)).astype(np.float32)
+    weights = rng.normal(size=(12, 4))
+    y = (X @ weights > 0.5).astype(int)
+    y[:, 3] = (X[:, 0] > 2.5).astype(int)  # a rare tag
+    y_valid = y[600:900].copy()
+    y_valid[:, 3] = 0  # no positive in the validation split
+    labels = ["rock", "piano", "vocal", "rare"]
+    with pytest.warns(TagExclusionWarning, match="rare") as caught:
+        probe = train_probe(
+            X[:600],
+            y[:600],
+            X[600:900],
+            y_valid,
+            task_type="multilabel",
+            config=small_config(),
+            labels=labels,
+        )
+    exclusion_warnings = [w for w in caught if issubclass(w.category, TagExclusionWarning)]
+    assert len(exclusion_warnings) == 1  # named once, not at every evaluation
+    assert probe.record.valid_metrics["tags_excluded"] == ["rare"]
+    assert probe.record.valid_metrics["n_tags_scored"] == 3
+    test = probe.evaluate(X[900:], y[900:])
+    assert test["roc_auc_macro"] > 0.9
+    assert 0 < test["ap_macro"] <= 1
+    assert test["tags_excluded"] == []
+
+
+def test_regression_probe_explains_variance():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(1000, 10)).astype(np.float32)
+    y = X @ rng.normal(size=(10, 2)) + rng.normal(scale=0.3, size=(1000, 2))
+    probe = train_probe(
+        X[:600],
+        y[:600],
+        X[600:800],
+        y[600:800],
+        task_type="regression",
+        config=small_config(hidden_sizes=(16,), dropout=0.0),
+        labels=["arousal", "valence"],
+    )
+    test = probe.evaluate(X[800:], y[800:])
+    assert test["r2_arousal"] > 0.8
+    assert test["r2_valence"] > 0.8
+    assert test["r2_mean"] == pytest.approx((test["r2_arousal"] + test["r2_valence"]) / 2)
+
+
+def key_dataset(*, n_songs, clips_per_song, noise, seed):
+    rng = np.random.default_rng(seed)
+    centroids = np.random.default_rng(200).normal(size=(24, 16))
+    song_keys = rng.integers(0, 24, size=n_songs)
+    y = np.repeat(song_keys, clips_per_song)
+    groups = np.repeat([f"song{seed}_{i}" for i in range(n_songs)], clips_per_song)
+    X = centroids[y] + rng.normal(scale=noise, size=(len(y), 16))
+    return X.astype(np.float32), y, groups
+
+
+def test_key_probe_chooses_an_ensemble_on_validation():
+    X_train, y_train, _ = key_dataset(n_songs=150, clips_per_song=4, noise=1.5, seed=0)
+    X_valid, y_valid, groups_valid = key_dataset(n_songs=60, clips_per_song=4, noise=1.5, seed=1)
+    probe = train_probe(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type="key",
+        config=small_config(),
+        labels=KEYS,
+        valid_groups=groups_valid,
+    )
+    assert probe.ensemble in ENSEMBLE_STRATEGIES
+    scores = probe.predict_scores(X_valid)
+    by_strategy = {
+        strategy: compute_metrics(
+            "key",
+            y_true=y_valid,
+            scores=scores,
+            labels=KEYS,
+            groups=groups_valid,
+            ensemble=strategy,
+        )["primary"]
+        for strategy in ENSEMBLE_STRATEGIES
+    }
+    best = max(by_strategy.values())
+    first_best = next(s for s in ENSEMBLE_STRATEGIES if by_strategy[s] == best)
+    assert probe.ensemble == first_best
+    assert probe.record.valid_metrics["primary"] == best
+    # The training curve used mean_prob.
+    assert probe.record.best_score == by_strategy["mean_prob"]
+    assert probe.evaluate(X_valid, y_valid, groups=groups_valid)["primary"] == best
+    assert best > 0.5  # chance is about 1/24 exact keys
+
+
+def test_key_ensemble_ties_go_to_vote():
+    X_train, y_train, _ = key_dataset(n_songs=100, clips_per_song=3, noise=0.1, seed=0)
+    X_valid, y_valid, groups = key_dataset(n_songs=30, clips_per_song=3, noise=0.1, seed=1)
+    probe = train_probe(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type="key",
+        config=small_config(),
+        labels=KEYS,
+        valid_groups=groups,
+    )
+    assert probe.record.valid_metrics["weighted_score"] == 1.0
+    assert probe.ensemble == "vote"
+
+
+def test_early_stopping_restores_the_best_state():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(500, 40)).astype(np.float32)
+    y = X[:, :1] + rng.normal(scale=1.0, size=(500, 1))  # few rows, many features: overfits
+    config = small_config(hidden_sizes=(64,), dropout=0.0, learning_rate=1e-2, patience=10)
+    probe = train_probe(
+        X[:100],
+        y[:100],
+        X[100:],
+        y[100:],
+        task_type="regression",
+        config=config,
+        labels=["value"],
+    )
+    record = probe.record
+    scores = [score for _, score in record.curve]
+    assert record.stopped_by == "patience"
+    assert record.best_score == max(scores)
+    assert (record.best_step, record.best_score) in record.curve
+    assert scores[-1] < record.best_score  # the last state is worse than the restored one
+    # jukemir's loop: patience evaluations without improvement, then stop at the next one.
+    assert record.n_steps == record.best_step + config.eval_every * (config.patience + 1)
+    assert probe.evaluate(X[100:], y[100:])["primary"] == record.best_score
+    assert record.valid_metrics["primary"] == record.best_score
+
+
+def test_max_steps_caps_training():
+    X, y = separable_multiclass(n=300)
+    probe = train_probe(
+        X[:200],
+        y[:200],
+        X[200:],
+        y[200:],
+        task_type="multiclass",
+        config=small_config(max_steps=20, patience=100),
+        labels=list("abcd"),
+    )
+    assert probe.record.stopped_by == "max_steps"
+    assert probe.record.n_steps == 20
+    assert [step for step, _ in probe.record.curve] == [0, 8, 16]
+
+
+def test_training_is_deterministic_and_leaves_the_global_rng_alone():
+    X, y = separable_multiclass(n=600)
+    kwargs = {
+        "task_type": "multiclass",
+        "config": small_config(hidden_sizes=(32,), dropout=0.5, max_steps=200),
+        "labels": list("abcd"),
+    }
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    first = train_probe(X[:300], y[:300], X[300:450], y[300:450], **kwargs)
+    assert torch.equal(torch.rand(3), expected_draw)
+    second = train_probe(X[:300], y[:300], X[300:450], y[300:450], **kwargs)
+    np.testing.assert_array_equal(first.predict_scores(X[450:]), second.predict_scores(X[450:]))
+    assert first.record.curve == second.record.curve
+    other_seed = train_probe(
+        X[:300],
+        y[:300],
+        X[300:450],
+        y[300:450],
+        **{
+            **kwargs,
+            "config": small_config(hidden_sizes=(32,), dropout=0.5, max_steps=200, seed=1),
+        },
+    )
+    assert not np.array_equal(first.predict_scores(X[450:]), other_seed.predict_scores(X[450:]))
+
+
+def test_unstandardized_probe_keeps_identity_scaler():
+    X, y = separable_multiclass(n=300)
+    probe = train_probe(
+        X[:200],
+        y[:200],
+        X[200:],
+        y[200:],
+        task_type="multiclass",
+        config=small_config(standardize=False, max_steps=16),
+        labels=list("abcd"),
+    )
+    np.testing.assert_array_equal(probe.scaler_mean, np.zeros(16))
+    np.testing.assert_array_equal(probe.scaler_scale, np.ones(16))
+
+
+# -- grids --------------------------------------------------------------------
+
+
+def test_fit_grid_selects_the_best_and_records_every_config():
+    X, y = separable_multiclass(n=1000)
+    configs = expand_grid(
+        {"hidden_sizes": [[], [16]], "learning_rate": [1e-5, 1e-2]},
+        standardize=True,
+        batch_size=64,
+        dropout=0.1,
+        l2=0.0,
+        patience=4,
+        max_steps=300,
+    )
+    result = fit_grid(
+        X[:500],
+        y[:500],
+        X[500:700],
+        y[500:700],
+        task_type="multiclass",
+        labels=list("abcd"),
+        configs=configs,
+    )
+    assert len(result.records) == 4
+    json.dumps(result.records, allow_nan=False)  # JSON-serialisable
+    primaries = [record["valid_metrics"]["primary"] for record in result.records]
+    assert result.best_index == int(np.argmax(primaries))
+    assert result.best_config == configs[result.best_index]
+    assert result.best.config == result.best_config
+    assert result.best_config.learning_rate == 1e-2
+    record = result.records[0]
+    assert record["uid"] == configs[0].uid()
+    assert record["config"] == configs[0].to_dict()
+    assert set(record["curve"]) == {"first", "best", "last", "n_evals"}
+    assert record["curve"]["best"] == record["valid_metrics"]["primary"]
+    assert record["n_steps"] >= record["best_step"]
+    assert record["wall_s"] > 0
+
+
+def test_fit_grid_ties_go_to_the_first_config():
+    X, y = separable_multiclass(n=300)
+    # max_steps=0: only the initial state is evaluated, identical for both.
+    configs = [small_config(max_steps=0, patience=1), small_config(max_steps=0, patience=2)]
+    result = fit_grid(
+        X[:200],
+        y[:200],
+        X[200:],
+        y[200:],
+        task_type="multiclass",
+        labels=list("abcd"),
+        configs=configs,
+    )
+    primaries = [record["valid_metrics"]["primary"] for record in result.records]
+    assert primaries[0] == primaries[1]
+    assert result.best_index == 0
+
+
+def test_fit_grid_rejects_unknown_trainer_and_duplicate_configs():
+    X, y = separable_multiclass(n=100)
+    args = (X[:50], y[:50], X[50:], y[50:])
+    with pytest.raises(ConfigError, match="'batched'"):
+        fit_grid(
+            *args,
+            task_type="multiclass",
+            labels=list("abcd"),
+            configs=[small_config()],
+            trainer="batched",
+        )
+    with pytest.raises(ConfigError, match="repeats"):
+        fit_grid(
+            *args,
+            task_type="multiclass",
+            labels=list("abcd"),
+            configs=[small_config(), small_config()],
+        )
+
+
+# -- save / load --------------------------------------------------------------
+
+
+def test_save_load_round_trip_predicts_identically(tmp_path):
+    X_train, y_train, _ = key_dataset(n_songs=60, clips_per_song=3, noise=1.5, seed=0)
+    X_valid, y_valid, groups = key_dataset(n_songs=20, clips_per_song=3, noise=1.5, seed=1)
+    probe = train_probe(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type="key",
+        config=small_config(hidden_sizes=(8,), max_steps=64),
+        labels=KEYS,
+        valid_groups=groups,
+    )
+    path = tmp_path / "probes" / "probe.pt"
+    save_probe(probe, path)
+    assert [p.name for p in path.parent.iterdir()] == ["probe.pt"]  # no temporary left
+    torch.load(path, weights_only=True)  # no pickled objects
+    loaded = load_probe(path)
+    np.testing.assert_array_equal(loaded.predict_scores(X_valid), probe.predict_scores(X_valid))
+    assert loaded.config == probe.config
+    assert loaded.labels == probe.labels
+    assert loaded.task_type == "key"
+    assert loaded.ensemble == probe.ensemble
+    assert loaded.record == probe.record
+    assert loaded.evaluate(X_valid, y_valid, groups=groups) == probe.evaluate(
+        X_valid, y_valid, groups=groups
+    )
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="missing.pt"):
+        load_probe(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a probe")
+    with pytest.raises(ModelError, match="garbage.pt"):
+        load_probe(garbage)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ModelError, match="other.pt"):
+        load_probe(other)
+
+
+# -- input validation ---------------------------------------------------------
+
+
+def _train(X_train, y_train, X_valid, y_valid, **overrides):
+    kwargs = {
+        "task_type": "multiclass",
+        "config": small_config(max_steps=8),
+        "labels": list("abcd"),
+    }
+    kwargs.update(overrides)
+    return train_probe(X_train, y_train, X_valid, y_valid, **kwargs)
+
+
+def test_non_finite_features_name_the_split_and_row_count():
+    X, y = separable_multiclass(n=100)
+    X_valid = X[50:].copy()
+    X_valid[3, 0] = np.nan
+    X_valid[7, 2] = np.inf
+    with pytest.raises(DataError, match=r"valid features hold NaN or inf in 2 of 50 rows"):
+        _train(X[:50], y[:50], X_valid, y[50:])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "match"),
+    [
+        (lambda a: {**a, "X_valid": a["X_valid"][:, :5]}, DataError, "valid features have 5"),
+        (
+            lambda a: {**a, "X_train": a["X_train"][:0], "y_train": a["y_train"][:0]},
+            DataError,
+            "train split is empty",
+        ),
+        (lambda a: {**a, "y_train": a["y_train"][:-1]}, DataError, "train targets"),
+        (lambda a: {**a, "y_valid": a["y_valid"] + 4}, DataError, "valid targets.*class index"),
+        (lambda a: {**a, "task_type": "tempo"}, ConfigError, "'tempo'"),
+        (lambda a: {**a, "valid_groups": np.zeros(50)}, ConfigError, "valid_groups"),
+        (lambda a: {**a, "labels": ["a", "b", "a", "d"]}, DataError, "repeated"),
+    ],
+)
+def test_invalid_inputs_raise_clear_errors(mutate, error, match):
+    X, y = separable_multiclass(n=100)
+    arguments = mutate({"X_train": X[:50], "y_train": y[:50], "X_valid": X[50:], "y_valid": y[50:]})
+    positional = [arguments.pop(name) for name in ("X_train", "y_train", "X_valid", "y_valid")]
+    with pytest.raises(error, match=match):
+        _train(*positional, **arguments)
+
+
+def test_multilabel_targets_must_match_labels():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4))
+    y = rng.integers(0, 2, size=(40, 3))
+    with pytest.raises(DataError, match=r"train targets.*\(20, 2\)"):
+        _train(X[:20], y[:20], X[20:], y[20:], task_type="multilabel", labels=["a", "b"])
+
+
+def test_predict_scores_checks_width():
+    X, y = separable_multiclass(n=100)
+    probe = _train(X[:50], y[:50], X[50:], y[50:])
+    with pytest.raises(DataError, match="16"):
+        probe.predict_scores(X[:, :3])
+
+
+def test_outputs_that_are_not_finite_at_the_start_are_a_clear_error():
+    _, y = separable_multiclass(n=100)
+    X = np.full((100, 16), 3e38, dtype=np.float32)  # finite, but the hidden layer overflows
+    config = small_config(standardize=False, hidden_sizes=(64,))
+    with pytest.raises(DataError, match="standardize"):
+        _train(X[:50], y[:50], X[50:], y[50:], config=config)
+
+
+def test_importing_configs_and_metrics_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mirprobe.probes, mirprobe.metrics; "
+        "from mirprobe.probes import expand_grid, PAPER_GRID; expand_grid(PAPER_GRID); "
+        "heavy = [m for m in ('torch', 'sklearn', 'mir_eval') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

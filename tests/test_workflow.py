@@ -1,0 +1,183 @@
+"""End-to-end: the real snakemake CLI runs the workflow on a small synthetic setting."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import requires_fluidsynth, snakemake
+
+pytestmark = [pytest.mark.workflow, requires_fluidsynth]
+
+SMALL = {
+    "seed": 0,
+    "device": "cpu",
+    "datasets": {
+        "synth_key": {
+            "kind": "synthetic_key",
+            "label": "SynthKey",
+            "shard_size": 40,
+            "params": {"clips_per_key": 4, "duration": 2.0, "seed": 0},
+        }
+    },
+    "representations": {
+        "chroma": {"extractor": "chroma", "label": "Chroma"},
+        "mfcc": {"extractor": "mfcc", "label": "MFCC"},
+    },
+    "probe": {
+        "grid": {
+            "hidden_sizes": [[], [32]],
+            "learning_rate": [0.001],
+            "l2": [0.0],
+            "dropout": [0.25],
+        },
+        "patience": 8,
+        "max_steps": 400,
+    },
+}
+
+
+def write_config(workdir, **overrides):
+    config = json.loads(json.dumps(SMALL))
+    for key, value in overrides.items():
+        config[key] = value
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run(workdir, *args, check=True):
+    return snakemake(
+        workdir, "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, check=check
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    write_config(workdir)
+    run(workdir)
+    return workdir
+
+
+def test_table_has_a_row_per_representation(finished_run):
+    md = (finished_run / "results" / "table.md").read_text()
+    assert "| Chroma" in md and "| MFCC" in md
+    assert "SynthKey Weighted" in md
+    with open(finished_run / "results" / "table.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][0] == "Representation"
+    assert [r[0] for r in rows[1:]] == ["Chroma", "MFCC"]
+    for row in rows[1:]:
+        value = float(row[1])
+        assert 0.0 <= value <= 100.0 and row[1] == f"{value:.1f}"
+    assert (finished_run / "results" / "table.tex").read_text().startswith("\\begin{tabular}")
+
+
+def test_every_cell_has_provenance(finished_run):
+    for rep in ("chroma", "mfcc"):
+        path = finished_run / "results" / "provenance" / "synth_key" / rep / "stats.json"
+        record = json.loads(path.read_text())
+        assert record["code"]["commit"] is None or len(record["code"]["commit"]) == 40
+        assert len(record["config"]["sha256"]) == 64
+        assert record["config"]["seed"] == 0
+        assert len(record["data"]["metadata_sha256"]) == 64
+        assert record["data"]["n_audio_files"] == 96
+        assert record["clips"]["excluded"] == []
+        assert sum(record["clips"][s] for s in ("train", "valid", "test")) == 96
+        assert record["selected_probe"]["config"]["seed"] == 0
+        assert record["grid"]["n_configs"] == 2
+        assert "weighted_score" in record["test_metrics"]
+        assert record["environment"]["train"]["packages"]["torch"]
+        for stage in ("prepare", "train", "evaluate"):
+            assert record["stages"][stage]["wall_s"] >= 0
+        assert len(record["stages"]["extract"]) == 3
+    command = [
+        sys.executable,
+        "-m",
+        "mirprobe.provenance",
+        "synth_key",
+        "chroma",
+        "--results",
+        str(finished_run / "results"),
+    ]
+    shown = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "Chroma on synth_key" in shown and "probe:" in shown and "git" in shown
+
+
+def test_rerun_after_success_does_nothing(finished_run):
+    result = run(finished_run, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_deleting_one_feature_shard_recomputes_only_what_depends_on_it(finished_run):
+    features = finished_run / "results" / "features" / "synth_key"
+    before = {p: p.stat().st_mtime_ns for p in features.rglob("*.npz")}
+    table_before = (finished_run / "results" / "table.csv").read_bytes()
+    (features / "mfcc" / "shard-001.npz").unlink()
+    plan = run(finished_run, "-n", "--quiet", "rules").stdout
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in plan.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    assert counts == {
+        "extract": 1,
+        "train_probe": 1,
+        "evaluate_probe": 1,
+        "provenance": 1,
+        "table": 1,
+        "all": 1,
+        "total": 6,
+    }, plan
+    run(finished_run)
+    after = {p: p.stat().st_mtime_ns for p in features.rglob("*.npz")}
+    changed = [p.name for p in after if after[p] != before.get(p)]
+    assert changed == ["shard-001.npz"]
+    assert (finished_run / "results" / "table.csv").read_bytes() == table_before
+
+
+def test_a_rerun_from_scratch_gives_a_byte_identical_table(finished_run, tmp_path):
+    write_config(tmp_path)
+    run(tmp_path)
+    assert (tmp_path / "results" / "table.csv").read_bytes() == (
+        finished_run / "results" / "table.csv"
+    ).read_bytes()
+
+
+def _corrupt_one_clip(workdir):
+    run(workdir, "results/datasets/synth_key/metadata.csv")
+    victim = workdir / "results" / "datasets" / "synth_key" / "audio" / "synkey-00005.wav"
+    assert victim.is_file()
+    victim.write_bytes(victim.read_bytes()[:100])
+    return victim
+
+
+def test_a_corrupt_clip_stops_the_run_naming_the_file(tmp_path):
+    write_config(tmp_path)
+    victim = _corrupt_one_clip(tmp_path)
+    result = run(tmp_path, check=False)
+    assert result.returncode != 0
+    logs = "".join(p.read_text() for p in (tmp_path / "logs" / "resample").rglob("*.log"))
+    assert str(victim.name) in logs and ("truncated" in logs or "cannot decode" in logs)
+
+
+def test_an_excluded_clip_is_recorded_and_counted(tmp_path):
+    write_config(tmp_path, audio={"on_bad_audio": "exclude"})
+    victim = _corrupt_one_clip(tmp_path)
+    run(tmp_path)
+    record = json.loads(
+        (tmp_path / "results" / "provenance" / "synth_key" / "chroma" / "stats.json").read_text()
+    )
+    excluded = record["clips"]["excluded"]
+    assert [e["clip_id"] for e in excluded] == [victim.stem]
+    assert excluded[0]["reason"]
+    assert sum(record["clips"][s] for s in ("train", "valid", "test")) == 95
+    assert "1 excluded" in (tmp_path / "results" / "table.md").read_text()
+    with open(tmp_path / "results" / "table.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[1][-1].endswith("/1")
