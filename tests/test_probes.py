@@ -506,13 +506,13 @@ def test_fit_grid_ties_go_to_the_first_config():
 def test_fit_grid_rejects_unknown_trainer_and_duplicate_configs():
     X, y = separable_multiclass(n=100)
     args = (X[:50], y[:50], X[50:], y[50:])
-    with pytest.raises(ConfigError, match="'batched'"):
+    with pytest.raises(ConfigError, match="'quantum'"):
         fit_grid(
             *args,
             task_type="multiclass",
             labels=list("abcd"),
             configs=[small_config()],
-            trainer="batched",
+            trainer="quantum",
         )
     with pytest.raises(ConfigError, match="repeats"):
         fit_grid(

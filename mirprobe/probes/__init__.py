@@ -55,6 +55,12 @@ API
 labels, valid_groups=None, device="cpu") -> FittedProbe``
 ``fit_grid(X_train, y_train, X_valid, y_valid, *, task_type, labels,
 configs, valid_groups=None, device="cpu", trainer="serial") -> GridResult``
+    ``trainer``: ``"serial"`` (the reference, one config after another),
+    ``"batched"`` (``mirprobe.probes.batched``: configs sharing a batch size
+    trained as one stacked model, same per-config results to float
+    tolerance) or ``"sklearn_cv"`` (``mirprobe.probes.quick``: a quick
+    cross-validated linear protocol, *not* the one above; labelled
+    ``protocol: "sklearn_cv"`` in its records).
 ``FittedProbe.predict_scores(X)``, ``FittedProbe.evaluate(X, y, groups=None)``
 ``save_probe(probe, path)``, ``load_probe(path, *, device="cpu")``
 

@@ -10,7 +10,9 @@ unpickling arbitrary objects:
 ``scaler_mean``   float64 tensor, shape (n_features,)
 ``scaler_scale``  float64 tensor, shape (n_features,)
 ``metadata``      a JSON string: config, labels, task type, n_features,
-                  ensemble strategy and training record
+                  ensemble strategy and training record; a config with
+                  ``protocol: "sklearn_cv"`` is a ``QuickConfig`` (a linear
+                  network holding the fitted coefficients)
 
 Files are written atomically. A loaded probe predicts exactly as the saved one.
 """
@@ -73,7 +75,12 @@ def load_probe(path, *, device: str = "cpu") -> FittedProbe:
         )
     try:
         metadata = json.loads(payload["metadata"])
-        config = ProbeConfig.from_dict(metadata["config"])
+        if metadata["config"].get("protocol") == "sklearn_cv":
+            from mirprobe.probes.quick import QuickConfig
+
+            config = QuickConfig.from_dict(metadata["config"])
+        else:
+            config = ProbeConfig.from_dict(metadata["config"])
         module = ProbeMLP(
             n_features=metadata["n_features"],
             hidden_sizes=config.hidden_sizes,

@@ -1,6 +1,25 @@
 """Train probes with jukemir's protocol, one config or a whole grid.
 
-See ``mirprobe.probes`` for the protocol; this module implements it.
+See ``mirprobe.probes`` for the protocol; this module implements it and is
+the serial reference: ``fit_grid(..., trainer="serial")`` trains the configs
+one after another. ``trainer="batched"`` (``mirprobe.probes.batched``) trains
+the configs that share a batch size as one stacked model with the same
+per-config semantics; ``trainer="sklearn_cv"`` (``mirprobe.probes.quick``)
+is the quick cross-validated protocol, not jukemir's.
+
+Random streams
+--------------
+Each config's initial weights come from ``torch.manual_seed(config.seed)``
+followed by building the ``ProbeMLP`` (inside a forked RNG state), exactly as
+jukemir. Dropout masks do not use torch's global RNG: every dropout site
+(the input, then each hidden layer) has its own ``torch.Generator`` seeded
+from ``(config.seed, site)`` (``dropout_generators``); each step draws one
+uniform tensor per site, shape (batch rows, width), and keeps the entries
+``u >= dropout``, scaled by ``1 / (1 - dropout)`` (``apply_dropout``). Every
+mask is still i.i.d. Bernoulli(1 - dropout), as with ``nn.Dropout``, but a
+config's masks depend only on its seed, its batch size and its widths, not
+on the other configs, which is what lets the batched trainer reproduce every
+config of a grid in one pass.
 """
 
 import contextlib
@@ -34,7 +53,7 @@ from mirprobe.probes.model import (
     scale_features,
 )
 
-TRAINERS = ("serial",)
+TRAINERS = ("serial", "batched", "sklearn_cv")
 
 TRAINING_ENSEMBLE = "mean_prob"
 """Song ensemble used for the ``key`` validation score while training."""
@@ -180,7 +199,12 @@ def fit_grid(
 
     The best probe has the highest validation primary metric (for ``key``:
     with its chosen ensemble); ties go to the first in ``configs`` order.
-    ``trainer`` selects how the grid is run; only ``"serial"`` exists.
+    ``trainer`` selects how the grid is run: ``"serial"`` (this module, one
+    config after another), ``"batched"`` (``mirprobe.probes.batched``: same
+    results, configs sharing a batch size trained as one stacked model) or
+    ``"sklearn_cv"`` (``mirprobe.probes.quick``: the quick protocol, whose
+    regularisation is cross-validated on train; ``configs`` only lend it
+    their seed).
     """
     if trainer not in TRAINERS:
         raise ConfigError(f"unknown trainer {trainer!r}; expected one of {list(TRAINERS)}")
@@ -209,6 +233,34 @@ def fit_grid(
         labels=labels,
         valid_groups=valid_groups,
     )
+
+    if trainer == "batched":
+        from mirprobe.probes.batched import fit_grid_batched
+
+        return fit_grid_batched(
+            X_train,
+            y_train,
+            X_valid,
+            y_valid,
+            task_type=task_type,
+            labels=labels,
+            configs=configs,
+            valid_groups=valid_groups,
+            device=device,
+        )
+    if trainer == "sklearn_cv":
+        from mirprobe.probes.quick import fit_quick
+
+        return fit_quick(
+            X_train,
+            y_train,
+            X_valid,
+            y_valid,
+            task_type=task_type,
+            labels=labels,
+            seed=configs[0].seed,
+            valid_groups=valid_groups,
+        )
 
     best, best_index, records = None, None, []
     for index, config in enumerate(configs):
@@ -325,6 +377,9 @@ def _train_loop(
     extra = {"groups": valid_groups, "ensemble": TRAINING_ENSEMBLE} if task_type == "key" else {}
 
     rng = random.Random(config.seed)
+    generators = dropout_generators(
+        config.seed, n_sites=1 + len(config.hidden_sizes), device=device
+    )
     n_train = len(X_train)
     batch_rows = min(config.batch_size, n_train)
     step, boredom, curve = 0, 0, []
@@ -363,7 +418,10 @@ def _train_loop(
             break
         batch = torch.tensor(rng.sample(range(n_train), batch_rows), device=device)
         optimizer.zero_grad()
-        loss = loss_fn(module(X_train_t[batch]), y_train_t[batch])
+        outputs = _train_forward(
+            module, X_train_t[batch], dropout=config.dropout, generators=generators
+        )
+        loss = loss_fn(outputs, y_train_t[batch])
         loss.backward()
         optimizer.step()
         step += 1
@@ -383,6 +441,44 @@ def _train_loop(
         "n_steps": step,
         "stopped_by": stopped_by,
     }
+
+
+def dropout_generators(seed: int, *, n_sites: int, device) -> list:
+    """Return one ``torch.Generator`` per dropout site, seeded from ``(seed, site)``."""
+    generators = []
+    for site in range(n_sites):
+        state = np.random.SeedSequence([seed, site]).generate_state(1, dtype=np.uint64)[0]
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(state))
+        generators.append(generator)
+    return generators
+
+
+def apply_dropout(x, uniform, keep_scale, dropout):
+    """``x`` times the mask ``(uniform >= dropout) * keep_scale``.
+
+    ``dropout`` and ``keep_scale`` (``1 / (1 - dropout)`` in ``x``'s dtype, see
+    ``keep_scale``) are floats or tensors broadcasting against ``uniform``.
+    """
+    return x * ((uniform >= dropout).to(x.dtype) * keep_scale)
+
+
+def keep_scale(dropout, *, dtype=torch.float32):
+    """``1 / (1 - dropout)`` rounded as a ``dtype`` division, as ``nn.Dropout`` scales."""
+    one = torch.ones((), dtype=dtype)
+    return one / torch.tensor(1.0 - dropout, dtype=dtype)
+
+
+def _train_forward(module, x, *, dropout, generators):
+    """``module(x)`` in training mode, dropout masks drawn from ``generators``."""
+    scale = keep_scale(dropout, dtype=x.dtype).to(x.device)
+    uniform = torch.rand(x.shape, generator=generators[0], device=x.device, dtype=x.dtype)
+    x = apply_dropout(x, uniform, scale, dropout)
+    for layer, generator in zip(module.hidden, generators[1:], strict=True):
+        x = torch.relu(layer(x))
+        uniform = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = apply_dropout(x, uniform, scale, dropout)
+    return module.output(x)
 
 
 def _choose_ensemble(valid_scores, y_valid, *, labels, groups):

@@ -1,0 +1,649 @@
+"""Batched training: every config of a grid that shares a batch size, as one model.
+
+``fit_grid(..., trainer="batched")`` lands here. The result is, config by
+config, the serial reference's (``mirprobe.probes.training``): same scaler,
+same initial weights, same batch indices, same dropout masks, same Adam
+updates, same evaluations and early stopping, same restored state, same
+records and the same selected config; only the order of floating-point
+operations differs (matrix products over stacked weights), so curves agree to
+float tolerance rather than bit for bit.
+
+Why it is possible
+------------------
+Configs with the same ``(batch_size, seed)`` draw the same batch indices
+(``random.Random(seed).sample`` every step) and, with the serial reference's
+per-site dropout generators (see ``mirprobe.probes.training``), the same
+uniform draws, which each config thresholds at its own dropout rate. So one
+draw per step serves the whole group.
+
+Layout
+------
+Configs are grouped by ``(batch_size, seed, hidden_sizes, eval_every)`` and
+each group is trained on its own, one step at a time for all its configs.
+Inside a group, configs sharing ``(standardize, dropout)`` form a *pack*:
+they see the same dropped-out input batch, so the first layer of the whole
+pack is one matrix product ``X_batch @ [W_1 | ... | W_k]^T``; later layers
+are batched products (``torch.baddbmm``) over the pack. Parameters are
+stacked config-first, ``(k, out, in)`` and ``(k, out)``, so every config's
+slice is contiguous and in ``nn.Linear`` layout. Gradients are computed by
+hand (the network is fixed: linear layers, ReLU, dropout; cross-entropy, BCE
+with logits or MSE, each a per-config mean) into preallocated buffers.
+
+Adam
+----
+Coupled L2 (``grad + l2 * w``), ``torch.optim.Adam``'s defaults
+(betas 0.9/0.999, eps 1e-8), per-config learning rate and weight decay. The
+default path calls torch's fused Adam kernel (``torch._fused_adam_``, one
+pass over memory) once per distinct ``(learning_rate, l2)`` on the configs'
+slices; ``fused=False`` (or a torch without that kernel) uses a hand-written
+update on the stacked tensors with per-config ``lr``/``l2`` columns, which
+follows ``torch.optim.Adam``'s single-tensor arithmetic step by step.
+
+Early stopping
+--------------
+Every ``eval_every`` steps all live configs are scored on the validation
+split with vectorised versions of the primary metrics (accuracy; key
+weighted score with ``mean_prob`` song pooling; macro ROC-AUC from ranks,
+falling back to scikit-learn when scores tie; mean R²). Each config keeps
+its own boredom counter, best score, best step and best-state snapshot.
+A config that stops (patience, ``max_steps`` or non-finite outputs) has its
+best state copied out and is compacted away, so it costs nothing afterwards.
+Its ``valid_metrics`` are then computed with ``mirprobe.metrics`` from its
+restored network, exactly as the serial reference reports them (for
+``key``: with the ensemble chosen on validation).
+
+``wall_s`` in a batched record is the group's wall time shared out in
+proportion to the steps each config took.
+"""
+
+import math
+import random
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from mirprobe.errors import DataError
+from mirprobe.metrics import TagExclusionWarning, compute_metrics
+from mirprobe.probes.model import FittedProbe, ProbeMLP, TrainingRecord, forward_scaled
+from mirprobe.probes.training import (
+    TRAINING_ENSEMBLE,
+    GridResult,
+    _choose_ensemble,
+    _deterministic_algorithms,
+    _validate_inputs,
+    apply_dropout,
+    dropout_generators,
+    grid_record,
+    keep_scale,
+)
+
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+"""``torch.optim.Adam`` defaults, as the serial reference uses them."""
+
+EVAL_CHUNK_ROWS = 4096
+"""Validation rows per batched forward pass."""
+
+
+def fit_grid_batched(
+    X_train,
+    y_train,
+    X_valid,
+    y_valid,
+    *,
+    task_type: str,
+    labels,
+    configs,
+    valid_groups=None,
+    device: str = "cpu",
+    fused: bool | None = None,
+) -> GridResult:
+    """Train every config of ``configs`` batched; same result as the serial ``fit_grid``.
+
+    Call it through ``fit_grid(..., trainer="batched")``, which checks the
+    configs first. ``fused``: use torch's fused Adam kernel (``None``: when
+    this torch has it).
+    """
+    data = _validate_inputs(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type=task_type,
+        labels=labels,
+        valid_groups=valid_groups,
+    )
+    configs = list(configs)
+    torch_device = torch.device(device)
+    if fused is None:
+        fused = hasattr(torch, "_fused_adam_") and torch_device.type in ("cpu", "cuda")
+
+    from sklearn.preprocessing import StandardScaler
+
+    from mirprobe.probes.model import scale_features
+
+    scaled = {}
+    for standardize in sorted({config.standardize for config in configs}):
+        scaler = StandardScaler(with_mean=standardize, with_std=standardize)
+        scaler.fit(data.X_train.astype(np.float64))
+        n_features = data.X_train.shape[1]
+        mean = np.zeros(n_features) if scaler.mean_ is None else scaler.mean_
+        scale = np.ones(n_features) if scaler.scale_ is None else scaler.scale_
+        X_train_scaled = scale_features(data.X_train, mean=mean, scale=scale)
+        X_valid_scaled = scale_features(data.X_valid, mean=mean, scale=scale)
+        scaled[standardize] = {
+            "mean": mean,
+            "scale": scale,
+            "X_valid": X_valid_scaled,
+            "train_t": torch.from_numpy(X_train_scaled).to(torch_device),
+            "valid_t": torch.from_numpy(X_valid_scaled).to(torch_device),
+        }
+
+    groups = {}
+    for index, config in enumerate(configs):
+        key = (config.batch_size, config.seed, config.hidden_sizes, config.eval_every)
+        groups.setdefault(key, []).append(index)
+
+    task = _Task(task_type, data, device=torch_device)
+    probes = [None] * len(configs)
+    fork_devices = []
+    if torch_device.type == "cuda":
+        fork_devices = [torch_device.index or torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=fork_devices), _deterministic_algorithms():
+        for indices in groups.values():
+            trained = _train_group(
+                [configs[i] for i in indices],
+                task=task,
+                scaled=scaled,
+                device=torch_device,
+                fused=fused,
+            )
+            for index, probe in zip(indices, trained, strict=True):
+                probes[index] = probe
+
+    best_index = None
+    for index, probe in enumerate(probes):
+        score = probe.record.valid_metrics["primary"]
+        if best_index is None or score > probes[best_index].record.valid_metrics["primary"]:
+            best_index = index
+    best = probes[best_index]
+    return GridResult(
+        best=best,
+        best_config=best.config,
+        best_index=best_index,
+        records=[grid_record(probe) for probe in probes],
+    )
+
+
+# -- one group ----------------------------------------------------------------
+
+
+def _train_group(configs, *, task, scaled, device, fused):
+    """Train configs sharing (batch_size, seed, hidden_sizes, eval_every); return probes."""
+    start = time.perf_counter()
+    first = configs[0]
+    n_features = task.n_features
+    n_train = task.n_train
+    batch_rows = min(first.batch_size, n_train)
+    eval_every = first.eval_every
+    widths = [n_features, *first.hidden_sizes, task.n_outputs]
+
+    torch.manual_seed(first.seed)
+    init = ProbeMLP(
+        n_features=n_features,
+        hidden_sizes=first.hidden_sizes,
+        n_outputs=task.n_outputs,
+        dropout=0.0,
+    ).state_dict()
+    names = _layer_names(len(first.hidden_sizes))
+    init = [(init[f"{name}.weight"], init[f"{name}.bias"]) for name in names]
+
+    packs = {}
+    for position, config in enumerate(configs):
+        packs.setdefault((config.standardize, config.dropout), []).append(position)
+    packs = [
+        _Pack(positions, configs, init=init, standardize=s, dropout=p, device=device)
+        for (s, p), positions in packs.items()
+    ]
+    states = [
+        {"boredom": 0, "curve": [], "best_score": -math.inf, "best_step": None} for _ in configs
+    ]
+    finished = [None] * len(configs)
+
+    rng = random.Random(first.seed)
+    generators = dropout_generators(first.seed, n_sites=len(widths) - 1, device=device)
+    step_t = torch.zeros((), dtype=torch.float32, device=device)
+    step = 0
+    while packs:
+        if step % eval_every == 0:
+            for pack in packs:
+                pack.finish(
+                    [
+                        j
+                        for j, i in enumerate(pack.positions)
+                        if states[i]["boredom"] >= configs[i].patience
+                    ],
+                    reason="patience",
+                    step=step,
+                    finished=finished,
+                )
+            packs = [pack for pack in packs if pack.k]
+            for pack in packs:
+                primaries = task.primary(pack.evaluate(scaled[pack.standardize]["valid_t"]))
+                improved, diverged = [], []
+                for j, i in enumerate(pack.positions):
+                    score = primaries[j]
+                    if not math.isfinite(score):
+                        if states[i]["best_step"] is None:
+                            raise DataError(
+                                "the probe's validation outputs were NaN or inf before training "
+                                "began; check the feature scale (standardize) of the training split"
+                            )
+                        diverged.append(j)
+                        continue
+                    state = states[i]
+                    state["curve"].append((step, score))
+                    if state["best_step"] is None or score > state["best_score"]:
+                        state["best_score"], state["best_step"] = score, step
+                        state["boredom"] = 0
+                        improved.append(j)
+                    else:
+                        state["boredom"] += 1
+                pack.snapshot(improved)
+                pack.finish(diverged, reason="diverged", step=step, finished=finished)
+            packs = [pack for pack in packs if pack.k]
+        for pack in packs:
+            pack.finish(
+                [
+                    j
+                    for j, i in enumerate(pack.positions)
+                    if configs[i].max_steps is not None and step >= configs[i].max_steps
+                ],
+                reason="max_steps",
+                step=step,
+                finished=finished,
+            )
+        packs = [pack for pack in packs if pack.k]
+        if not packs:
+            break
+
+        batch = torch.tensor(rng.sample(range(n_train), batch_rows), device=device)
+        uniforms = [
+            torch.rand((batch_rows, width), generator=generator, device=device)
+            for width, generator in zip(widths[:-1], generators, strict=True)
+        ]
+        x_batch = {s: scaled[s]["train_t"][batch] for s in {pack.standardize for pack in packs}}
+        y_batch = task.y_train_t[batch]
+        step_t += 1
+        bias_correction = _BiasCorrection(step + 1)
+        for pack in packs:
+            pack.gradients(x_batch[pack.standardize], y_batch, uniforms, task=task)
+            pack.adam(step_t, bias_correction, fused=fused)
+        step += 1
+
+    wall_s = time.perf_counter() - start
+    total_steps = sum(f["n_steps"] + 1 for f in finished)
+    probes = []
+    for i, config in enumerate(configs):
+        state, done = states[i], finished[i]
+        with torch.device("meta"):  # no random init: the weights are loaded next
+            module = ProbeMLP(
+                n_features=n_features,
+                hidden_sizes=config.hidden_sizes,
+                n_outputs=task.n_outputs,
+                dropout=config.dropout,
+            )
+        module.to_empty(device=device).load_state_dict(done["state"])
+        module.eval()
+        mean, scale = scaled[config.standardize]["mean"], scaled[config.standardize]["scale"]
+        X_valid_scaled = scaled[config.standardize]["X_valid"]
+        valid_scores = forward_scaled(module, X_valid_scaled, device=device)
+        ensemble = None
+        if task.task_type == "key":
+            ensemble, valid_metrics = _choose_ensemble(
+                valid_scores, task.y_valid, labels=task.labels, groups=task.valid_groups
+            )
+        else:
+            valid_metrics = compute_metrics(
+                task.task_type, y_true=task.y_valid, scores=valid_scores, labels=task.labels
+            )
+        record = TrainingRecord(
+            curve=state["curve"],
+            best_step=state["best_step"],
+            best_score=state["best_score"],
+            n_steps=done["n_steps"],
+            wall_s=wall_s * (done["n_steps"] + 1) / total_steps,
+            valid_metrics=valid_metrics,
+            stopped_by=done["stopped_by"],
+        )
+        probes.append(
+            FittedProbe(
+                config=config,
+                scaler_mean=mean,
+                scaler_scale=scale,
+                module=module,
+                labels=task.labels,
+                task_type=task.task_type,
+                record=record,
+                ensemble=ensemble,
+            )
+        )
+    return probes
+
+
+def _layer_names(n_hidden):
+    return [f"hidden.{i}" for i in range(n_hidden)] + ["output"]
+
+
+class _BiasCorrection:
+    """Adam's step-dependent factors, as ``torch.optim.Adam`` computes them in float64."""
+
+    def __init__(self, step):
+        self.bias_correction1 = 1 - BETA1**step
+        self.bias_correction2_sqrt = (1 - BETA2**step) ** 0.5
+
+
+class _Pack:
+    """Configs of one group sharing (standardize, dropout): stacked parameters and state."""
+
+    def __init__(self, positions, configs, *, init, standardize, dropout, device):
+        self.positions = list(positions)
+        self.standardize = standardize
+        self.dropout = dropout
+        self.keep_scale = keep_scale(dropout).to(device)
+        k = len(self.positions)
+        self.weights = [w.to(device).unsqueeze(0).repeat(k, 1, 1) for w, _ in init]
+        self.biases = [b.to(device).unsqueeze(0).repeat(k, 1) for _, b in init]
+        self.lr = [configs[i].learning_rate for i in self.positions]
+        self.l2 = [configs[i].l2 for i in self.positions]
+        self.names = _layer_names(len(init) - 1)
+        params = self.params
+        self.grads = [torch.zeros_like(p) for p in params]
+        self.exp_avgs = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sqs = [torch.zeros_like(p) for p in params]
+        self.best = [p.clone() for p in params]
+        self._index_lists()
+
+    @property
+    def k(self):
+        return len(self.positions)
+
+    @property
+    def params(self):
+        return [*self.weights, *self.biases]
+
+    def _index_lists(self):
+        device = self.weights[0].device
+        self.lr_t = torch.tensor(self.lr, dtype=torch.float32, device=device)
+        self.l2_t = torch.tensor(self.l2, dtype=torch.float32, device=device)
+        self.fused_lists = {}
+        for j, key in enumerate(zip(self.lr, self.l2, strict=True)):
+            lists = self.fused_lists.setdefault(key, ([], [], [], []))
+            for n, param in enumerate(self.params):
+                lists[0].append(param[j])
+                lists[1].append(self.grads[n][j])
+                lists[2].append(self.exp_avgs[n][j])
+                lists[3].append(self.exp_avg_sqs[n][j])
+
+    # -- training --
+
+    def gradients(self, x, y, uniforms, *, task):
+        """Fill ``self.grads`` with every config's gradient of its mean loss on the batch."""
+        k, rows = self.k, x.shape[0]
+        weights, biases = self.weights, self.biases
+        x = apply_dropout(x, uniforms[0], self.keep_scale, self.dropout)
+        width = weights[0].shape[1]
+        z = torch.addmm(biases[0].view(-1), x, weights[0].view(k * width, -1).t())
+        z = z.view(rows, k, width).transpose(0, 1)
+        pre, acts = [], []
+        for layer in range(1, len(weights)):
+            act = apply_dropout(torch.relu(z), uniforms[layer], self.keep_scale, self.dropout)
+            pre.append(z)
+            acts.append(act)
+            z = torch.baddbmm(biases[layer].unsqueeze(1), act, weights[layer].transpose(1, 2))
+        grad_z = task.loss_gradient(z, y)
+        n_layers = len(weights)
+        for layer in range(n_layers - 1, 0, -1):
+            act = acts[layer - 1]
+            torch.bmm(grad_z.transpose(1, 2), act, out=self.grads[layer])
+            torch.sum(grad_z, dim=1, out=self.grads[n_layers + layer])
+            grad_act = torch.bmm(grad_z, weights[layer])
+            grad_z = apply_dropout(grad_act, uniforms[layer], self.keep_scale, self.dropout)
+            grad_z = grad_z * (pre[layer - 1] > 0)
+        grad_z = grad_z.transpose(0, 1).reshape(rows, k * width)
+        torch.mm(grad_z.t(), x, out=self.grads[0].view(k * width, -1))
+        torch.sum(grad_z, dim=0, out=self.grads[n_layers].view(-1))
+
+    def adam(self, step_t, bias_correction, *, fused):
+        """One Adam step (coupled L2) with each config's learning rate and weight decay."""
+        if fused:
+            for (lr, l2), (params, grads, exp_avgs, exp_avg_sqs) in self.fused_lists.items():
+                torch._fused_adam_(
+                    params,
+                    grads,
+                    exp_avgs,
+                    exp_avg_sqs,
+                    [],
+                    [step_t] * len(params),
+                    lr=lr,
+                    beta1=BETA1,
+                    beta2=BETA2,
+                    weight_decay=l2,
+                    eps=EPS,
+                    amsgrad=False,
+                    maximize=False,
+                )
+            return
+        # torch.optim.Adam's single-tensor arithmetic, one column per config.
+        step_size = torch.tensor(
+            [-lr / bias_correction.bias_correction1 for lr in self.lr],
+            dtype=torch.float32,
+            device=step_t.device,
+        )
+        for param, grad, exp_avg, exp_avg_sq in zip(
+            self.params, self.grads, self.exp_avgs, self.exp_avg_sqs, strict=True
+        ):
+            column = (-1,) + (1,) * (param.dim() - 1)
+            grad.addcmul_(param, self.l2_t.view(column))
+            exp_avg.lerp_(grad, 1 - BETA1)
+            exp_avg_sq.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
+            denom = (exp_avg_sq.sqrt() / bias_correction.bias_correction2_sqrt).add_(EPS)
+            param.addcdiv_(torch.mul(exp_avg, step_size.view(column), out=grad), denom)
+
+    # -- evaluation and state --
+
+    def evaluate(self, X_valid):
+        """Eval-mode outputs of every config, shape (k, n_valid, n_outputs)."""
+        k, weights, biases = self.k, self.weights, self.biases
+        width = weights[0].shape[1]
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(X_valid), EVAL_CHUNK_ROWS):
+                x = X_valid[start : start + EVAL_CHUNK_ROWS]
+                z = torch.addmm(biases[0].view(-1), x, weights[0].view(k * width, -1).t())
+                z = z.view(len(x), k, width).transpose(0, 1)
+                for layer in range(1, len(weights)):
+                    z = torch.baddbmm(
+                        biases[layer].unsqueeze(1), torch.relu(z), weights[layer].transpose(1, 2)
+                    )
+                chunks.append(z)
+        return torch.cat(chunks, dim=1)
+
+    def snapshot(self, improved):
+        """Copy the current parameters of the configs at ``improved`` into the best state."""
+        if not improved:
+            return
+        if len(improved) == self.k:
+            for best, param in zip(self.best, self.params, strict=True):
+                best.copy_(param)
+            return
+        index = torch.tensor(improved, device=self.weights[0].device)
+        for best, param in zip(self.best, self.params, strict=True):
+            best.index_copy_(0, index, param.index_select(0, index))
+
+    def finish(self, stopping, *, reason, step, finished):
+        """Copy out the best state of the configs at ``stopping`` and drop them."""
+        if not stopping:
+            return
+        n_layers = len(self.weights)
+        for j in stopping:
+            state = {}
+            for layer, name in enumerate(self.names):
+                state[f"{name}.weight"] = self.best[layer][j].detach().cpu().clone()
+                state[f"{name}.bias"] = self.best[n_layers + layer][j].detach().cpu().clone()
+            finished[self.positions[j]] = {"state": state, "n_steps": step, "stopped_by": reason}
+        keep = [j for j in range(self.k) if j not in set(stopping)]
+        index = torch.tensor(keep, dtype=torch.long, device=self.weights[0].device)
+
+        def select(tensors):
+            return [tensor.index_select(0, index) for tensor in tensors]
+
+        self.weights = select(self.weights)
+        self.biases = select(self.biases)
+        self.grads = select(self.grads)
+        self.exp_avgs = select(self.exp_avgs)
+        self.exp_avg_sqs = select(self.exp_avg_sqs)
+        self.best = select(self.best)
+        self.positions = [self.positions[j] for j in keep]
+        self.lr = [self.lr[j] for j in keep]
+        self.l2 = [self.l2[j] for j in keep]
+        self._index_lists()
+
+
+# -- task-specific losses and validation scores --------------------------------
+
+
+class _Task:
+    """Targets, loss gradients and vectorised primary metrics of one task type."""
+
+    def __init__(self, task_type, data, *, device):
+        self.task_type = task_type
+        self.labels = data.labels
+        self.n_outputs = len(data.labels)
+        self.n_features = data.X_train.shape[1]
+        self.n_train = len(data.X_train)
+        self.y_valid = data.y_valid
+        self.valid_groups = data.valid_groups
+        if task_type in ("multiclass", "key"):
+            self.y_train_t = torch.from_numpy(data.y_train.astype(np.int64)).to(device)
+        else:
+            self.y_train_t = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
+        self.extra = {}
+        if task_type == "key":
+            self.extra = {"groups": data.valid_groups, "ensemble": TRAINING_ENSEMBLE}
+        # Validate labels, groups and targets once, as the serial first evaluation would.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TagExclusionWarning)
+            compute_metrics(
+                task_type,
+                y_true=data.y_valid,
+                scores=np.zeros((len(data.y_valid), self.n_outputs)),
+                labels=self.labels,
+                **self.extra,
+            )
+        y = data.y_valid
+        if task_type == "key":
+            import mir_eval
+
+            groups = np.arange(len(y)) if data.valid_groups is None else data.valid_groups
+            _, song_of_clip = np.unique(groups, return_inverse=True)
+            n_songs = int(song_of_clip.max()) + 1
+            song_true = np.empty(n_songs, dtype=np.int64)
+            song_true[song_of_clip] = y
+            self.song_of_clip = torch.from_numpy(song_of_clip.astype(np.int64))
+            self.n_songs = n_songs
+            self.song_counts = torch.bincount(self.song_of_clip, minlength=n_songs).double()
+            self.song_true = song_true
+            self.key_table = np.array(
+                [
+                    [mir_eval.key.weighted_score(ref, est) for est in self.labels]
+                    for ref in self.labels
+                ]
+            )
+        elif task_type == "multilabel":
+            n_positive = y.sum(axis=0)
+            self.scorable = np.flatnonzero((n_positive > 0) & (n_positive < len(y)))
+            positive = y[:, self.scorable].astype(bool)
+            self.positive = torch.from_numpy(positive)
+            self.n_positive = positive.sum(axis=0).astype(np.float64)
+            self.n_negative = len(y) - self.n_positive
+        elif task_type == "regression":
+            y64 = y.astype(np.float64)
+            self.y_valid_t = torch.from_numpy(y64)
+            self.ss_tot = ((y64 - y64.mean(axis=0)) ** 2).sum(axis=0)
+        else:
+            self.y_valid_t = torch.from_numpy(y.astype(np.int64))
+
+    def loss_gradient(self, logits, y):
+        """d(sum over configs of each config's mean loss) / d logits; logits (k, B, out)."""
+        rows = logits.shape[1]
+        if self.task_type in ("multiclass", "key"):
+            grad = torch.softmax(logits, dim=-1)
+            grad[:, torch.arange(rows, device=logits.device), y] -= 1.0
+            return grad.mul_(1.0 / rows)
+        scale = 1.0 / (rows * self.n_outputs)
+        if self.task_type == "multilabel":
+            return (torch.sigmoid(logits) - y).mul_(scale)
+        return (logits - y).mul_(2.0 * scale)
+
+    def primary(self, scores):
+        """Validation primary metric of every config; ``nan`` where outputs are not finite."""
+        scores = scores.detach().to("cpu", torch.float64)
+        finite = torch.isfinite(scores).flatten(1).all(dim=1).numpy()
+        values = np.full(len(scores), math.nan)
+        if not finite.any():
+            return values
+        ok = np.flatnonzero(finite)
+        values[ok] = getattr(self, f"_primary_{self.task_type}")(scores[torch.from_numpy(ok)])
+        return values
+
+    def _primary_multiclass(self, scores):
+        return (scores.argmax(dim=-1) == self.y_valid_t).double().mean(dim=1).numpy()
+
+    def _primary_key(self, scores):
+        probs = torch.softmax(scores, dim=-1)
+        pooled = torch.zeros(len(scores), self.n_songs, scores.shape[-1], dtype=torch.float64)
+        pooled.index_add_(1, self.song_of_clip, probs)
+        pooled /= self.song_counts[:, None]
+        predicted = pooled.argmax(dim=-1).numpy()
+        song_scores = self.key_table[self.song_true[None, :], predicted]
+        return np.array([np.mean(row) for row in song_scores])
+
+    def _primary_multilabel(self, scores):
+        scores = scores[:, :, torch.from_numpy(self.scorable)]
+        ordered, order = scores.sort(dim=1)
+        values = np.empty(len(scores))
+        ties = (ordered[:, 1:] == ordered[:, :-1]).flatten(1).any(dim=1).numpy()
+        ranks = torch.empty_like(order)
+        rank_values = torch.arange(1, scores.shape[1] + 1).view(1, -1, 1).expand_as(order)
+        ranks.scatter_(1, order, rank_values)
+        rank_sum = (ranks.double() * self.positive).sum(dim=1).numpy()
+        auc = (rank_sum - self.n_positive * (self.n_positive + 1) / 2) / (
+            self.n_positive * self.n_negative
+        )
+        for j in range(len(scores)):
+            if ties[j]:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", TagExclusionWarning)
+                    full = np.zeros((scores.shape[1], self.n_outputs))
+                    full[:, self.scorable] = scores[j].numpy()
+                    values[j] = compute_metrics(
+                        "multilabel", y_true=self.y_valid, scores=full, labels=self.labels
+                    )["primary"]
+            else:
+                values[j] = float(np.mean(auc[j]))
+        return values
+
+    def _primary_regression(self, scores):
+        if (self.ss_tot == 0).any():
+            return np.array(
+                [
+                    compute_metrics(
+                        "regression", y_true=self.y_valid, scores=row.numpy(), labels=self.labels
+                    )["primary"]
+                    for row in scores
+                ]
+            )
+        ss_res = ((self.y_valid_t - scores) ** 2).sum(dim=1).numpy()
+        return np.array([float(np.mean(1 - row / self.ss_tot)) for row in ss_res])
