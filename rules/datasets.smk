@@ -13,6 +13,8 @@ rule prepare_dataset:
     resources:
         mem_mb=2000,
         runtime=120,
+        # downloaded datasets hold one unit: `--resources downloads=N` caps parallel downloads
+        downloads=lambda wc: int(hasattr(DATASETS[wc.dataset], "fetch")),
     params:
         dataset_config=lambda wc: config["datasets"][wc.dataset],
         data_home=config["data_home"],

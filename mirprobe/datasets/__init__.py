@@ -11,6 +11,10 @@ from ..errors import ConfigError
 #: config ``kind`` -> "module:Class"; adding a dataset is one file and one line
 DATASET_CLASSES = {
     "synthetic_key": "mirprobe.datasets.synthetic:SyntheticKey",
+    "gtzan_ff": "mirprobe.datasets.gtzan:GtzanFaultFiltered",
+    "giantsteps_clips": "mirprobe.datasets.giantsteps:GiantStepsClips",
+    "emomusic": "mirprobe.datasets.emomusic:Emomusic",
+    "magnatagatune": "mirprobe.datasets.magnatagatune:MagnaTagATune",
 }
 
 

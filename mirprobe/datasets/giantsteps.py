@@ -1,0 +1,279 @@
+"""GiantSteps key, cut into 30 s clips (jukemir's ``giantsteps_clips``).
+
+Task
+    24-way key estimation (``key``): clips are classified, songs are scored
+    by pooling their clips (``song_id``). Labels in mir_eval / jukemir order
+    (flat tonics): ``C major, Db major, ..., B major, C minor, ..., B minor``.
+
+Songs and splits (from the raw annotation files, as jukemir builds them)
+    * train + valid: the GiantSteps **MTG** key dataset (1486 Beatport
+      previews; repo ``giantsteps-mtg-key-dataset`` @ ``fd7b8c5``):
+      ``annotations/annotations.txt`` (``ID``, ``MANUAL KEY``, ``C``) keeps
+      tracks annotated with confidence ``C == 2`` and a single key (no
+      ``/``), as Korzeniowski & Widmer (2018); sharps become flats. The split
+      is by artist: each artist of ``beatport_metadata.txt``'s ``ARTIST``
+      (comma-separated) gets ``int(sha1(artist.lower()), 16) % 116`` ->
+      ``valid`` if ``>= 100`` else ``train``; then, twice over the rows in
+      file order, every artist sharing a track with a ``valid`` artist
+      becomes ``valid`` (so collaborations never straddle the split).
+      923 train / 236 valid songs.
+    * test: the GiantSteps key dataset (604 tracks; repo
+      ``giantsteps-key-dataset`` @ ``c8cb8aa``), the tracks of ``md5/``,
+      key from ``annotations/key/<id>.LOFI.key``.
+
+Clips
+    Song ``s`` of duration ``d`` gives clips ``s-0, s-1, ...`` at offsets
+    0, 30, 60, ... s, 30 s long; the trailing partial clip is dropped. Song
+    ids are zero-padded to 7 digits (``0005061``), clip ids are jukemir's
+    (``0005061-0``). Nearly every Beatport preview lasts 120.05 s, right at
+    a multiple of 30 s, so a duration that a decoder reports a few ms short
+    would lose a clip: a clip is kept when it is at least
+    ``30 - DURATION_TOLERANCE_S`` s long (its end then lies within the
+    tolerance :mod:`mirprobe.audio` accepts). 3687 / 942 / 2406 clips.
+
+Raw files
+    The two annotation repositories as GitHub archives (sha256 from jukemir's
+    ``assets/giantsteps.json``), and one mp3 per song,
+    ``audio/<id>.LOFI.mp3``, verified against the md5 that the annotation
+    repository itself lists in ``md5/<id>.LOFI.md5`` (the same md5s as
+    jukemir's registry), fetched from the JKU backup (jukemir's URLs).
+
+mirdata's ``giantsteps_key`` (version ``+``) is the 600-track GS+ variant
+with corrected keys, and ``beatport_key`` the MTG set in another layout;
+neither matches the paper's 604-track test set and original keys, so the
+split/label table is built from the raw repositories (tests check that the
+annotations agree with what mirdata's loaders read for the fixture tracks).
+"""
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..download import Remote
+from ..errors import DataError
+from .base import write_metadata
+from .remote import RemoteDataset, check_decodable, extract_once, key_label, params_schema
+from .synthetic import KEY_LABELS
+
+MTG_COMMIT = "fd7b8c584f7bd6d720d170c325a6d42c9bf75a6b"
+KEY_COMMIT = "c8cb8aad2cb53f165be51ea099d0dc75c64a844f"
+REMOTES = {
+    "GIANTSTEPS_MTG_KEY_ANNOTATIONS": Remote(
+        key="GIANTSTEPS_MTG_KEY_ANNOTATIONS",
+        path="mtg-key-annotations.zip",
+        checksum="c754c3fabbc0bf275d399028e212fa2c9c6680084bd003e3a283ae7b3ea22996",
+        urls=(
+            f"https://github.com/GiantSteps/giantsteps-mtg-key-dataset/archive/{MTG_COMMIT}.zip",
+        ),
+    ),
+    "GIANTSTEPS_KEY_ANNOTATIONS": Remote(
+        key="GIANTSTEPS_KEY_ANNOTATIONS",
+        path="key-annotations.zip",
+        checksum="7749bee0f919b0f53db2c540fa6707f322b82a5d140e453f10f9af7875ad5bb8",
+        urls=(f"https://github.com/GiantSteps/giantsteps-key-dataset/archive/{KEY_COMMIT}.zip",),
+    ),
+}
+AUDIO_URLS = {
+    "mtg": "http://www.cp.jku.at/datasets/giantsteps/mtg_key_backup/{id}.LOFI.mp3",
+    "key": "http://www.cp.jku.at/datasets/giantsteps/backup/{id}.LOFI.mp3",
+}
+CLIP_DURATION = 30.0
+DURATION_TOLERANCE_S = 0.05
+#: jukemir's ratio list: 100 x train, 16 x valid (an 80/20 song split after propagation)
+ARTIST_RATIOS = ["train"] * 100 + ["valid"] * 16
+SONGS_PER_SPLIT = {"train": 923, "valid": 236, "test": 604}
+CLIPS_PER_SPLIT = {"train": 3687, "valid": 942, "test": 2406}
+
+
+def _read_tsv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def _artists(field):
+    return [a.strip() for a in field.strip().split(",")]
+
+
+def artist_splits(beatport_rows):
+    """``{artist: split}`` from beatport_metadata.txt rows (file order matters)."""
+    split_of = {}
+    for row in beatport_rows:
+        for artist in _artists(row["ARTIST"]):
+            h = int(hashlib.sha1(artist.lower().encode("utf-8")).hexdigest(), 16)
+            split_of[artist] = ARTIST_RATIOS[h % len(ARTIST_RATIOS)]
+    # every collaborator of a valid artist is valid; twice = two hops
+    for _ in range(2):
+        for row in beatport_rows:
+            artists = _artists(row["ARTIST"])
+            if any(split_of[a] == "valid" for a in artists):
+                for a in artists:
+                    split_of[a] = "valid"
+    return split_of
+
+
+def mtg_songs(root):
+    """Train/valid songs of the MTG key repository at ``root``."""
+    root = Path(root)
+    beatport = _read_tsv(root / "annotations" / "beatport_metadata.txt")
+    annotations = _read_tsv(root / "annotations" / "annotations.txt")
+    split_of = artist_splits(beatport)
+    artists_of = {int(r["ID"]): _artists(r["ARTIST"]) for r in beatport}
+    rows = []
+    for row in annotations:
+        track = int(row["ID"])
+        key = row["MANUAL KEY"].strip()
+        if int(row["C"]) != 2 or "/" in key:
+            continue
+        splits = {split_of[a] for a in artists_of[track]}
+        if len(splits) != 1:
+            raise DataError(f"{root}: track {track} has artists in both splits: {splits}")
+        rows.append(
+            {"track": track, "split": splits.pop(), "label": key_label(key), "source": "mtg"}
+        )
+    return rows
+
+
+def read_key_file(path):
+    """The key of a giantsteps-key-dataset ``.key`` file (``'Eb minor'``)."""
+    text = Path(path).read_text().strip()
+    return key_label(text.split("\t")[0])
+
+
+def key_songs(root):
+    """Test songs of the giantsteps-key-dataset repository at ``root`` (its ``md5/``)."""
+    root = Path(root)
+    rows = []
+    for path in sorted((root / "md5").glob("*.LOFI.md5")):
+        track = int(path.name.split(".")[0])
+        label = read_key_file(root / "annotations" / "key" / f"{track}.LOFI.key")
+        rows.append({"track": track, "split": "test", "label": label, "source": "key"})
+    return rows
+
+
+def song_table(mtg_root, key_root):
+    """All songs: ``song_id`` (7 digits), ``track``, ``split``, ``label``, ``source``."""
+    rows = mtg_songs(mtg_root) + key_songs(key_root)
+    table = pd.DataFrame(rows)
+    table.insert(0, "song_id", [f"{t:07d}" for t in table["track"]])
+    dup = table["song_id"][table["song_id"].duplicated()].tolist()
+    if dup:
+        raise DataError(f"GiantSteps songs listed twice: {dup[:5]}")
+    return table
+
+
+def n_clips(duration, *, clip_duration=CLIP_DURATION, tolerance=DURATION_TOLERANCE_S):
+    """Whole clips in a song of ``duration`` s (a clip may be ``tolerance`` short)."""
+    return int(np.floor((duration + tolerance) / clip_duration))
+
+
+def clip_table(songs, durations):
+    """Cut songs into clips; ``durations`` maps song_id -> seconds."""
+    rows = []
+    for song in songs.itertuples(index=False):
+        duration = float(durations[song.song_id])
+        for k in range(n_clips(duration)):
+            rows.append(
+                {
+                    "clip_id": f"{song.song_id}-{k}",
+                    "offset": k * CLIP_DURATION,
+                    "duration": CLIP_DURATION,
+                    "split": song.split,
+                    "label": song.label,
+                    "song_id": song.song_id,
+                    "track": song.track,
+                    "source": song.source,
+                    "song_duration": duration,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _repo_dir(extracted, prefix):
+    matches = sorted(Path(extracted).glob(f"{prefix}*"))
+    if len(matches) != 1:
+        raise DataError(f"{extracted}: expected one {prefix}* directory, found {matches}")
+    return matches[0]
+
+
+class GiantStepsClips(RemoteDataset):
+    """GiantSteps key in 30 s clips; see the module docstring."""
+
+    kind = "giantsteps_clips"
+    task_type = "key"
+    subdir = "giantsteps"
+    params_schema = params_schema({})
+
+    def labels(self):
+        return list(KEY_LABELS)
+
+    def num_clips(self):
+        return sum(CLIPS_PER_SPLIT.values())
+
+    def audio_remotes(self, songs, *, mtg_root, key_root):
+        """One Remote per song; the md5 comes from the repository's own md5/ file."""
+        remotes = []
+        for song in songs.itertuples(index=False):
+            root = mtg_root if song.source == "mtg" else key_root
+            md5_path = Path(root) / "md5" / f"{song.track}.LOFI.md5"
+            if not md5_path.is_file():
+                raise DataError(f"{md5_path}: md5 file of track {song.track} not found")
+            prefix = "GIANTSTEPS_MTG_KEY" if song.source == "mtg" else "GIANTSTEPS_KEY"
+            remotes.append(
+                Remote(
+                    key=f"{prefix}_{song.track}",
+                    path=f"audio/{song.track}.LOFI.mp3",
+                    checksum=md5_path.read_text().split()[0],
+                    urls=(AUDIO_URLS[song.source].format(id=song.track),),
+                )
+            )
+        return remotes
+
+    def prepare(self, out_dir, *, threads=1):
+        import soundfile as sf
+
+        out_dir = Path(out_dir)
+        zips = self.fetch(list(REMOTES.values()), out_dir=out_dir)
+        roots = {}
+        for key, prefix in [
+            ("GIANTSTEPS_MTG_KEY_ANNOTATIONS", "giantsteps-mtg-key-dataset"),
+            ("GIANTSTEPS_KEY_ANNOTATIONS", "giantsteps-key-dataset"),
+        ]:
+            dest = out_dir / "extracted" / key.lower()
+            extract_once(zips[key], dest, checksum=REMOTES[key].checksum)
+            roots[key] = _repo_dir(dest, prefix)
+        songs = song_table(
+            roots["GIANTSTEPS_MTG_KEY_ANNOTATIONS"], roots["GIANTSTEPS_KEY_ANNOTATIONS"]
+        )
+        counts = songs["split"].value_counts().to_dict()
+        if counts != SONGS_PER_SPLIT:
+            raise DataError(
+                f"GiantSteps annotations give {counts} songs, expected {SONGS_PER_SPLIT}"
+            )
+        audio = self.audio_remotes(
+            songs,
+            mtg_root=roots["GIANTSTEPS_MTG_KEY_ANNOTATIONS"],
+            key_root=roots["GIANTSTEPS_KEY_ANNOTATIONS"],
+        )
+        paths = self.fetch(audio, out_dir=out_dir)
+        song_paths = {s: paths[r.key] for s, r in zip(songs["song_id"], audio, strict=True)}
+        check_decodable(song_paths.values())
+        durations = {s: sf.info(str(p)).duration for s, p in song_paths.items()}
+        table = clip_table(songs, durations)
+        table.insert(1, "audio_path", [str(song_paths[s].resolve()) for s in table["song_id"]])
+        counts = table["split"].value_counts().to_dict()
+        if counts != CLIPS_PER_SPLIT:
+            raise DataError(
+                f"GiantSteps audio gives {counts} clips, the paper has {CLIPS_PER_SPLIT}; "
+                "song durations differ from the paper's (see song_duration in the table)"
+            )
+        write_metadata(table, out_dir / "metadata.csv")
+        return self.provenance(
+            [self.remote(r) for r in REMOTES.values()],
+            n_audio_files=len(audio),
+            audio_checksums="md5/<id>.LOFI.md5 of each annotation repository",
+            songs_per_split=SONGS_PER_SPLIT,
+            clips_per_split=CLIPS_PER_SPLIT,
+        )

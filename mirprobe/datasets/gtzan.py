@@ -1,0 +1,207 @@
+"""GTZAN genre with Kereliuk et al.'s fault-filtered split (jukemir's ``gtzan_ff``).
+
+Task
+    10-way genre classification (``multiclass``) of whole 30 s GTZAN tracks;
+    labels in jukemir's order (:data:`GENRES`).
+
+Split
+    The "fault-filtered" split of Kereliuk, Sturm & Larsen (2015), from
+    ``coreyker/dnn-mgr`` at commit ``bdad579`` (the commit jukemir pins):
+    ``{train,valid,test}_filtered.txt``, one ``<genre>/<genre>.000NN.wav`` per
+    line, 443 / 197 / 290 tracks (930 of GTZAN's 1000; the rest are
+    repetitions, distortions and mislabelings). A track's genre is its folder.
+
+Raw files (registry :data:`REMOTES`, checksums from jukemir's ``assets/gtzan.json``)
+    ``genres.tar.gz`` (sha256 ``24347e02…``; the original URL
+    opihi.cs.uvic.ca is dead, so give a mirror in ``params.mirrors.GTZAN``
+    or place the file by hand) and the three split lists. Instead of the
+    tarball, the raw directory may hold it unpacked in mirdata's layout,
+    ``gtzan_genre/genres/<genre>/<genre>.000NN.wav``.
+
+Audio is located and verified through **mirdata**'s ``gtzan_genre`` loader
+(version ``1.0``): every listed track must be in mirdata's index and match
+the md5 recorded there. ``params.mirdata_index`` names a local index file
+(mirdata 1.0 downloads indexes from Zenodo at first use, which fails
+offline); without it mirdata's own copy is used if present, else it is
+fetched like the other raw files (md5 pinned by mirdata).
+
+Metadata
+    ``clip_id`` = GTZAN id (``jazz.00024``), whole file (offset 0, empty
+    duration), ``song_id`` = ``clip_id``, extra ``genre`` and ``jukemir_uid``
+    (sha256 of the id, jukemir's uid).
+"""
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from ..download import Remote, file_checksum
+from ..errors import DataError
+from .base import SPLITS, write_metadata
+from .remote import RemoteDataset, check_decodable, extract_once, mirdata_dataset, params_schema
+
+GENRES = "blues classical country disco hiphop jazz metal pop reggae rock".split()
+DNN_MGR = "https://raw.githubusercontent.com/coreyker/dnn-mgr/bdad579ea6cb37b665ea6019fe1026a6ce20cbc7/gtzan"
+REMOTES = {
+    "GTZAN": Remote(
+        key="GTZAN",
+        path="genres.tar.gz",
+        checksum="24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6",
+        urls=("http://opihi.cs.uvic.ca/sound/genres.tar.gz",),
+    ),
+    "GTZAN_TRAIN": Remote(
+        key="GTZAN_TRAIN",
+        path="train_filtered.txt",
+        checksum="2b04966cef1486f1a7767b74271533fa23e220388db804a1937835e1fc4fa3fa",
+        urls=(f"{DNN_MGR}/train_filtered.txt",),
+    ),
+    "GTZAN_VALID": Remote(
+        key="GTZAN_VALID",
+        path="valid_filtered.txt",
+        checksum="f8fbee7c52397a0e0f3a91dc54fedecb2e27f5bdc9a9daeab8cb10d077e26956",
+        urls=(f"{DNN_MGR}/valid_filtered.txt",),
+    ),
+    "GTZAN_TEST": Remote(
+        key="GTZAN_TEST",
+        path="test_filtered.txt",
+        checksum="09cafa6a89ce0a27f30ed250d56ecb4d03c22fffb5a693f96c7ae655ee02ac72",
+        urls=(f"{DNN_MGR}/test_filtered.txt",),
+    ),
+}
+#: mirdata gtzan_genre 1.0 index (md5 as pinned in mirdata's INDEXES)
+MIRDATA_INDEX = Remote(
+    key="MIRDATA_GTZAN_GENRE_INDEX",
+    path="gtzan_genre_index_1.0.json",
+    checksum="533ca050855f22acf2feb283d9957fe3",
+    urls=("https://zenodo.org/records/13993311/files/gtzan_genre_index_1.0.json?download=1",),
+)
+SPLIT_SIZES = {"train": 443, "valid": 197, "test": 290}
+
+
+def read_split_lists(paths):
+    """``{split: path}`` of the dnn-mgr lists -> DataFrame(clip_id, genre, split)."""
+    rows = []
+    for split in SPLITS:
+        path = Path(paths[split])
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            rel = Path(line)
+            if len(rel.parts) != 2 or rel.suffix != ".wav" or rel.parts[0] not in GENRES:
+                raise DataError(f"{path}: line {line!r} is not '<genre>/<genre>.NNNNN.wav'")
+            rows.append({"clip_id": rel.stem, "genre": rel.parts[0], "split": split})
+    table = pd.DataFrame(rows, columns=["clip_id", "genre", "split"])
+    dup = table["clip_id"][table["clip_id"].duplicated()].tolist()
+    if dup:
+        raise DataError(f"GTZAN split lists name tracks in two splits: {dup[:5]}")
+    return table
+
+
+def split_table(paths):
+    """The metadata table (without audio paths) built from the split lists."""
+    table = read_split_lists(paths)
+    return pd.DataFrame(
+        {
+            "clip_id": table["clip_id"],
+            "offset": 0.0,
+            "duration": "",
+            "split": table["split"],
+            "label": table["genre"],
+            "song_id": table["clip_id"],
+            "genre": table["genre"],
+            "jukemir_uid": [hashlib.sha256(c.encode()).hexdigest() for c in table["clip_id"]],
+        }
+    )
+
+
+class GtzanFaultFiltered(RemoteDataset):
+    """GTZAN genre, fault-filtered split; see the module docstring."""
+
+    kind = "gtzan_ff"
+    task_type = "multiclass"
+    subdir = "gtzan"
+    params_schema = params_schema(
+        {
+            "mirdata_index": {
+                "description": "local mirdata gtzan_genre 1.0 index file (null = mirdata's "
+                "own copy if present, else fetched into the raw directory)",
+                "type": ["string", "null"],
+                "default": None,
+            },
+        }
+    )
+
+    def labels(self):
+        return list(GENRES)
+
+    def num_clips(self):
+        return sum(SPLIT_SIZES.values())
+
+    def _index_path(self, out_dir):
+        if self.params["mirdata_index"]:
+            return Path(self.params["mirdata_index"])
+        import mirdata
+
+        own = Path(mirdata.initialize("gtzan_genre", version="1.0").index_path)
+        if own.is_file():
+            return own
+        return self.fetch([MIRDATA_INDEX], out_dir=out_dir)[MIRDATA_INDEX.key]
+
+    def _audio_root(self, out_dir):
+        """mirdata's data_home: the raw dir if unpacked there, else the unpacked tarball."""
+        raw = self.raw_dir(out_dir)
+        if (raw / "gtzan_genre" / "genres").is_dir():
+            return raw
+        tarball = self.fetch([REMOTES["GTZAN"]], out_dir=out_dir)["GTZAN"]
+        dest = Path(out_dir) / "extracted" / "gtzan_genre"
+        # the tarball holds genres/<genre>/...; mirdata wants gtzan_genre/genres/...
+        extract_once(tarball, dest / "gtzan_genre", checksum=REMOTES["GTZAN"].checksum)
+        return dest
+
+    def prepare(self, out_dir, *, threads=1):
+        out_dir = Path(out_dir)
+        lists = self.fetch([REMOTES[f"GTZAN_{s.upper()}"] for s in SPLITS], out_dir=out_dir)
+        table = split_table({s: lists[f"GTZAN_{s.upper()}"] for s in SPLITS})
+        counts = table["split"].value_counts().to_dict()
+        if counts != SPLIT_SIZES:
+            raise DataError(f"GTZAN split lists give {counts}, expected {SPLIT_SIZES}")
+
+        index_path = self._index_path(out_dir)
+        root = self._audio_root(out_dir)
+        loader = mirdata_dataset(
+            "gtzan_genre", data_home=root, version="1.0", index_path=index_path
+        )
+        index = loader._index["tracks"]
+        audio_paths, problems = [], []
+        for clip_id in table["clip_id"]:
+            if clip_id not in index:
+                problems.append(f"{clip_id}: not in the mirdata index {index_path}")
+                audio_paths.append("")
+                continue
+            rel, md5 = index[clip_id]["audio"]
+            path = root / rel
+            audio_paths.append(str(path.resolve()))
+            if not path.is_file():
+                problems.append(f"{path}: file not found")
+            elif md5 and file_checksum(path, algorithm="md5") != md5:
+                problems.append(f"{path}: md5 mismatch with the mirdata index (expected {md5})")
+        if problems:
+            raise DataError(
+                f"GTZAN audio under {root} fails verification ({len(problems)} files):\n  "
+                + "\n  ".join(problems[:20])
+            )
+        check_decodable(audio_paths)
+        table.insert(1, "audio_path", audio_paths)
+        write_metadata(table, out_dir / "metadata.csv")
+        remotes = [self.remote(r) for r in REMOTES.values()]
+        return self.provenance(
+            remotes,
+            mirdata_index={
+                "path": str(index_path),
+                "md5": file_checksum(index_path, algorithm="md5"),
+            },
+            audio_root=str(root),
+            clips_per_split=SPLIT_SIZES,
+        )

@@ -1,0 +1,227 @@
+"""What the downloaded (real) datasets share: raw files, mirrors, extraction.
+
+Raw directory
+    Every real dataset reads its raw files (archives, annotation files, audio)
+    from one *raw directory*, laid out like jukemir's ``datasets/<name>/``
+    cache: ``<data_home>/<subdir>`` when the config sets ``data_home`` (an
+    existing local copy: nothing is downloaded, every file is verified), else
+    ``<out_dir>/raw`` (files are downloaded there, resumably, and verified;
+    see :mod:`mirprobe.download`). ``subdir`` is the class's
+    :attr:`RemoteDataset.subdir` (``gtzan``, ``giantsteps``, ``emomusic``,
+    ``magnatagatune``).
+
+Params shared by these classes
+    ``mirrors``: ``{registry key: [url, ...]}``, URLs tried before the
+    registry's own for that file; ``timeout``: seconds per HTTP request.
+
+Archives are unpacked once into ``<out_dir>/extracted/<name>``; a marker file
+holding the archive's checksum makes a later run skip the unpacking.
+"""
+
+import copy
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from .base import Dataset
+
+COMMON_PARAMS = {
+    "mirrors": {
+        "description": "extra URLs per registry key (e.g. GTZAN), tried before the registry's URL",
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        "default": {},
+    },
+    "timeout": {
+        "description": "seconds before an HTTP request gives up",
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "default": 60,
+    },
+}
+
+#: sharp spellings -> the flat spellings of mir_eval / jukemir labels
+ENHARMONIC = {"C#": "Db", "D#": "Eb", "F#": "Gb", "G#": "Ab", "A#": "Bb"}
+
+
+def params_schema(properties):
+    """A draft-07 params schema with the shared properties added."""
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {**COMMON_PARAMS, **properties},
+    }
+
+
+def key_label(text):
+    """``'d# minor'`` / ``'D# minor'`` / ``'Eb minor'`` -> ``'Eb minor'`` (flat tonics)."""
+    parts = text.split()
+    if len(parts) != 2 or parts[1].lower() not in ("major", "minor"):
+        raise DataError(f"key {text!r}: expected '<tonic> major|minor'")
+    tonic = parts[0][0].upper() + parts[0][1:].lower()
+    return f"{ENHARMONIC.get(tonic, tonic)} {parts[1].lower()}"
+
+
+class RemoteDataset(Dataset):
+    """Base of the downloaded datasets: params defaults, raw dir, fetching."""
+
+    #: directory name under data_home (jukemir's ``datasets/<subdir>``)
+    subdir = None
+
+    def __init__(self, *, name, params=None, data_home=None):
+        super().__init__(name=name, params=params, data_home=data_home)
+        defaults = {
+            key: copy.deepcopy(spec["default"])
+            for key, spec in self.params_schema["properties"].items()
+        }
+        self.params = {**defaults, **self.params}
+        self._validate()
+
+    def _validate(self):
+        import jsonschema
+
+        validator = jsonschema.Draft7Validator(self.params_schema)
+        errors = sorted(validator.iter_errors(self.params), key=lambda e: [str(x) for x in e.path])
+        if errors:
+            problems = "; ".join(
+                f"params.{'.'.join(map(str, e.path))}: {e.message}" for e in errors
+            )
+            raise ConfigError(f"dataset {self.name!r} ({self.kind}): {problems}")
+
+    # -- raw files ---------------------------------------------------------
+    @property
+    def local_only(self):
+        """True when data_home is set: verify an existing copy, never download."""
+        return self.data_home is not None
+
+    def raw_dir(self, out_dir):
+        if self.data_home is not None:
+            return self.data_home / self.subdir
+        return Path(out_dir) / "raw"
+
+    def remote(self, base):
+        """``base`` (a :class:`~mirprobe.download.Remote`) with the config's mirrors."""
+        return base.with_mirrors(self.params["mirrors"].get(base.key, []))
+
+    def fetch(self, bases, *, out_dir):
+        """Fetch and verify remotes; return ``{key: path}``."""
+        from ..download import fetch_all
+
+        return fetch_all(
+            [self.remote(b) for b in bases],
+            root=self.raw_dir(out_dir),
+            local_only=self.local_only,
+            timeout=self.params["timeout"],
+        )
+
+    def provenance(self, remotes, **extra):
+        """The JSON record ``prepare`` returns: class, params, raw files."""
+        return {
+            "generator": f"{type(self).__module__}.{type(self).__name__}",
+            "kind": self.kind,
+            "params": copy.deepcopy(self.params),
+            "data_home": None if self.data_home is None else str(self.data_home),
+            "raw_files": [
+                {"key": r.key, "path": r.path, r.algorithm: r.checksum, "urls": list(r.urls)}
+                for r in remotes
+            ],
+            **extra,
+        }
+
+
+def extract_once(archive, dest, *, checksum, parts=None):
+    """Unpack ``archive`` (or the concatenation of ``parts``) into ``dest`` once.
+
+    A marker ``dest/.extracted`` holding ``checksum`` skips the work on the
+    next run; a half-finished extraction (no marker) is redone from scratch.
+    """
+    dest = Path(dest)
+    marker = dest / ".extracted"
+    if marker.is_file() and marker.read_text().strip() == checksum:
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    try:
+        if parts:
+            joined = dest / "joined.zip"
+            with open(joined, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as handle:
+                        shutil.copyfileobj(handle, out, 1 << 20)
+            with zipfile.ZipFile(joined) as archive_file:
+                archive_file.extractall(dest)
+            joined.unlink()
+        else:
+            shutil.unpack_archive(str(archive), str(dest))
+    except (OSError, ValueError, shutil.ReadError, zipfile.BadZipFile, tarfile.TarError) as error:
+        raise DataError(f"{archive}: cannot unpack ({error})") from None
+    marker.write_text(checksum + "\n")
+    return dest
+
+
+def mirdata_dataset(name, *, data_home, version, index_path=None):
+    """A mirdata 1.0 loader reading its index from ``index_path`` when given.
+
+    mirdata 1.0 ships no index files and downloads them on first use; a local
+    index (e.g. the one pinned by the checksum in mirdata's ``INDEXES``) lets
+    it work offline.
+    """
+    import mirdata
+
+    dataset = mirdata.initialize(name, data_home=str(data_home), version=version)
+    if index_path is not None:
+        index_path = Path(index_path)
+        if not index_path.is_file():
+            raise DataError(f"{index_path}: mirdata index for {name} {version} not found")
+        # _index is a cached property read lazily from index_path
+        dataset.index_path = str(index_path)
+    return dataset
+
+
+def check_decodable(paths):
+    """Raise AudioDecodeError naming every file soundfile cannot open."""
+    import soundfile as sf
+
+    from ..errors import AudioDecodeError
+
+    bad = []
+    for path in paths:
+        try:
+            info = sf.info(str(path))
+            if info.frames <= 0:
+                bad.append((path, "no audio frames"))
+        except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+            bad.append((path, f"cannot decode audio ({error})"))
+    if bad:
+        listed = "; ".join(f"{p}: {why}" for p, why in bad[:10])
+        raise AudioDecodeError(bad[0][0], f"{len(bad)} undecodable audio file(s): {listed}")
+
+
+def mirdata_report(loader):
+    """Validate a mirdata loader's local files against its index, without raising.
+
+    Returns ``{"missing": [...], "invalid": [...], "message": str}``: the
+    files the index lists that are absent, and those whose md5 differs (e.g.
+    truncated copies), each as ``"<track_id>: <path>"``.
+    """
+    missing, invalid = loader.validate(verbose=False)
+
+    def flatten(found):
+        out = []
+        for group in found.values():
+            for track_id, paths in (group or {}).items():
+                out.extend(f"{track_id}: {path}" for path in paths)
+        return sorted(out)
+
+    report = {"missing": flatten(missing), "invalid": flatten(invalid)}
+    lines = [f"mirdata {loader.name} under {loader.data_home}:"]
+    lines += [f"  missing        {m}" for m in report["missing"]]
+    lines += [f"  md5 mismatch   {m}" for m in report["invalid"]]
+    if len(lines) == 1:
+        lines.append("  every indexed file is present and matches its md5")
+    report["message"] = "\n".join(lines)
+    return report

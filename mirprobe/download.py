@@ -1,0 +1,202 @@
+"""Resumable, checksum-verified downloads of the raw files a dataset needs.
+
+Conventions
+    A :class:`Remote` is one file: ``path`` (relative to the dataset's raw
+    directory), the ``urls`` it can be fetched from, tried in order (mirrors
+    from the config first, then the registry's URL), and its ``checksum``: a
+    hex digest whose length names the algorithm (32 = md5, 40 = sha1,
+    64 = sha256), as in jukemir's asset registries, where most files carry a
+    sha256 and the GiantSteps mp3s the md5 their own dataset publishes.
+
+Fetching (:func:`fetch`)
+    * ``local_only=True`` (the config's ``data_home`` points at an existing
+      copy): nothing is downloaded; the file must be there and match its
+      checksum, else :class:`~mirprobe.errors.DataError` names the file.
+    * otherwise a file already present and matching is kept (no network); a
+      present file that does not match fails naming it (delete it to
+      re-download). A missing file is downloaded to ``<path>.part``; an
+      interrupted download resumes with an HTTP ``Range`` request (a server
+      answering 200 instead of 206 restarts it from zero). The finished file
+      is verified before it is renamed into place; a wrong checksum discards
+      it and moves on to the next URL.
+    * when every URL fails, the DataError lists each URL with its error, the
+      expected checksum and the exact path where the file can be placed by
+      hand.
+
+Only the standard library is used (urllib), so a dataset's ``prepare`` needs
+no extra dependency to download.
+"""
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+
+#: digest length in hex characters -> hashlib algorithm
+ALGORITHMS = {32: "md5", 40: "sha1", 64: "sha256"}
+USER_AGENT = "mirprobe (dataset downloader)"
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One raw file: where it goes, where it comes from, what it must hash to."""
+
+    #: registry key, e.g. ``GTZAN_TRAIN`` (mirrors in the config are keyed by it)
+    key: str
+    #: path relative to the dataset's raw directory
+    path: str
+    #: hex digest; its length selects md5 / sha1 / sha256
+    checksum: str
+    urls: tuple = field(default_factory=tuple)
+
+    @property
+    def algorithm(self):
+        return checksum_algorithm(self.checksum)
+
+    def with_mirrors(self, mirrors):
+        """A copy whose URLs are ``mirrors`` (tried first), then this one's."""
+        urls = [*mirrors, *[u for u in self.urls if u not in mirrors]]
+        return Remote(key=self.key, path=self.path, checksum=self.checksum, urls=tuple(urls))
+
+
+def checksum_algorithm(checksum):
+    """The hashlib name of a hex digest, from its length."""
+    try:
+        return ALGORITHMS[len(checksum)]
+    except (KeyError, TypeError):
+        raise DataError(
+            f"checksum {checksum!r}: unknown algorithm (expected 32, 40 or 64 hex characters)"
+        ) from None
+
+
+def file_checksum(path, *, algorithm="sha256", chunk_size=1 << 20):
+    """Hex digest of a file."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path, checksum):
+    """Raise DataError naming ``path`` unless it exists and hashes to ``checksum``."""
+    path = Path(path)
+    algorithm = checksum_algorithm(checksum)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (expected {algorithm} {checksum})")
+    got = file_checksum(path, algorithm=algorithm)
+    if got != checksum.lower():
+        raise DataError(
+            f"{path}: checksum mismatch: {algorithm} is {got}, expected {checksum} "
+            "(a corrupt, truncated or different version of the file; delete it and "
+            "fetch it again)"
+        )
+
+
+def _hand_placement(remote, dest):
+    return (
+        f"expected {remote.algorithm} {remote.checksum}; obtain the file by other means and "
+        f"place it at {dest} (or point the config's data_home at a directory holding it)"
+    )
+
+
+def download(remote, dest, *, timeout=60, chunk_size=1 << 20, progress=None):
+    """Download ``remote`` to ``dest``, trying each URL in turn; return ``dest``.
+
+    Resumes a partial ``dest.part`` with an HTTP Range request, verifies the
+    checksum, then renames into place. Raises DataError listing every URL and
+    why it failed.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    failures = []
+    if not remote.urls:
+        failures.append("(no URL known for this file)")
+    for url in remote.urls:
+        try:
+            _download_one(url, part, timeout=timeout, chunk_size=chunk_size, progress=progress)
+        except urllib.error.HTTPError as error:
+            failures.append(f"{url}: HTTP {error.code} {error.reason}")
+            continue
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or error
+            failures.append(f"{url}: {type(error).__name__}: {reason}")
+            continue
+        got = file_checksum(part, algorithm=remote.algorithm)
+        if got != remote.checksum.lower():
+            failures.append(f"{url}: checksum mismatch ({remote.algorithm} {got})")
+            part.unlink(missing_ok=True)
+            continue
+        os.replace(part, dest)
+        return dest
+    raise DataError(
+        f"{dest}: could not download {remote.key}; tried:\n  "
+        + "\n  ".join(failures)
+        + "\n"
+        + _hand_placement(remote, dest)
+    )
+
+
+def _download_one(url, part, *, timeout, chunk_size, progress):
+    have = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": USER_AGENT}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:
+            # range not satisfiable: the partial file is already complete (or
+            # longer than the file); let the checksum decide
+            return
+        raise
+    with response:
+        status = getattr(response, "status", 200)
+        if have and status == 206:
+            mode = "ab"
+        else:
+            mode, have = "wb", 0
+        with open(part, mode) as handle:
+            while True:
+                chunk = response.read(chunk_size)
+                if not chunk:
+                    break
+                handle.write(chunk)
+                have += len(chunk)
+                if progress is not None:
+                    progress(url, have)
+
+
+def fetch(remote, *, root, local_only=False, timeout=60):
+    """The verified local path of ``remote`` under ``root``; see the module docstring."""
+    dest = Path(root) / remote.path
+    if dest.is_file():
+        verify_file(dest, remote.checksum)
+        return dest
+    if local_only:
+        raise DataError(
+            f"{dest}: file not found in data_home (nothing is downloaded when data_home "
+            f"is set); known URLs: {', '.join(remote.urls) or 'none'}; "
+            + _hand_placement(remote, dest)
+        )
+    return download(remote, dest, timeout=timeout)
+
+
+def fetch_all(remotes, *, root, local_only=False, timeout=60):
+    """Fetch several remotes; the errors of all failing files are reported together."""
+    paths, errors = {}, []
+    for remote in remotes:
+        try:
+            paths[remote.key] = fetch(remote, root=root, local_only=local_only, timeout=timeout)
+        except DataError as error:
+            errors.append(str(error))
+    if errors:
+        head = f"{len(errors)} of {len(remotes)} files could not be obtained:\n"
+        raise DataError(head + "\n".join(errors[:20]) + ("\n..." if len(errors) > 20 else ""))
+    return paths

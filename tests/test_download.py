@@ -1,0 +1,134 @@
+"""mirprobe.download against a local HTTP server on 127.0.0.1 (Range support,
+dead links, wrong bytes); the server runs in a thread and stops by itself."""
+
+import hashlib
+import http.server
+import threading
+
+import pytest
+
+from mirprobe.download import Remote, download, fetch, verify_file
+from mirprobe.errors import DataError
+
+PAYLOAD = bytes(range(256)) * 400  # 100 kB
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    files = {}  # path -> bytes
+    ignore_range = set()  # paths served whole even when a Range is asked
+    requests = []  # (path, Range header)
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).requests.append((self.path, self.headers.get("Range")))
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404, "not here")
+            return
+        start = 0
+        header = self.headers.get("Range")
+        if header and self.path not in self.ignore_range:
+            start = int(header.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        self.wfile.write(body[start:])
+
+
+@pytest.fixture
+def server():
+    Handler.files = {"/good.bin": PAYLOAD, "/bad.bin": b"x" * 1000, "/norange.bin": PAYLOAD}
+    Handler.ignore_range = {"/norange.bin"}
+    Handler.requests = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.timeout = 5
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def remote(*urls, checksum=SHA256):
+    return Remote(key="TEST_FILE", path="sub/file.bin", checksum=checksum, urls=tuple(urls))
+
+
+def test_download_verifies_and_places_the_file(server, tmp_path):
+    dest = download(remote(f"{server}/good.bin"), tmp_path / "file.bin", timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert not (tmp_path / "file.bin.part").exists()
+
+
+def test_download_resumes_a_partial_file_with_range(server, tmp_path):
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:12345])
+    download(remote(f"{server}/good.bin"), tmp_path / "file.bin", timeout=5)
+    assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
+    assert Handler.requests == [("/good.bin", "bytes=12345-")]
+
+
+def test_download_restarts_when_the_server_ignores_range(server, tmp_path):
+    (tmp_path / "file.bin.part").write_bytes(b"garbage" * 10)
+    download(remote(f"{server}/norange.bin"), tmp_path / "file.bin", timeout=5)
+    assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
+
+
+def test_download_falls_back_to_the_next_mirror(server, tmp_path):
+    urls = (f"{server}/dead.bin", f"{server}/bad.bin", f"{server}/good.bin")
+    download(remote(*urls), tmp_path / "file.bin", timeout=5)
+    assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
+    assert [p for p, _ in Handler.requests] == ["/dead.bin", "/bad.bin", "/good.bin"]
+
+
+def test_all_urls_failing_names_each_url_checksum_and_path(server, tmp_path):
+    urls = (f"{server}/dead.bin", f"{server}/bad.bin", "http://127.0.0.1:9/refused")
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DataError) as error:
+        download(remote(*urls), dest, timeout=5)
+    message = str(error.value)
+    for url in urls:
+        assert url in message
+    assert "404" in message and "checksum mismatch" in message
+    assert SHA256 in message and f"place it at {dest}" in message
+    assert not dest.exists() and not (tmp_path / "file.bin.part").exists()
+
+
+def test_fetch_keeps_a_verified_file_and_rejects_a_wrong_one(server, tmp_path):
+    target = tmp_path / "sub" / "file.bin"
+    target.parent.mkdir()
+    target.write_bytes(PAYLOAD)
+    assert fetch(remote(f"{server}/good.bin"), root=tmp_path) == target
+    assert Handler.requests == []  # already there: no network
+    target.write_bytes(PAYLOAD[:-1])
+    with pytest.raises(DataError, match=f"{target}: checksum mismatch"):
+        fetch(remote(f"{server}/good.bin"), root=tmp_path)
+
+
+def test_fetch_local_only_never_downloads(server, tmp_path):
+    with pytest.raises(DataError, match="not found in data_home") as error:
+        fetch(remote(f"{server}/good.bin"), root=tmp_path, local_only=True)
+    assert str(tmp_path / "sub" / "file.bin") in str(error.value)
+    assert Handler.requests == []
+
+
+def test_md5_checksums_are_recognised(tmp_path):
+    path = tmp_path / "a.mp3"
+    path.write_bytes(b"abc")
+    verify_file(path, hashlib.md5(b"abc").hexdigest())
+    with pytest.raises(DataError, match="md5"):
+        verify_file(path, hashlib.md5(b"abd").hexdigest())
+
+
+def test_mirrors_from_config_come_first():
+    base = remote("http://registry/file")
+    assert base.with_mirrors(["http://mirror/file"]).urls == (
+        "http://mirror/file",
+        "http://registry/file",
+    )
