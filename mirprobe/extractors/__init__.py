@@ -12,6 +12,8 @@ from ..errors import ConfigError
 EXTRACTOR_CLASSES = {
     "chroma": "mirprobe.extractors.handcrafted:Chroma",
     "mfcc": "mirprobe.extractors.handcrafted:MFCC",
+    "musicgen": "mirprobe.extractors.musicgen:MusicGen",
+    "encodec": "mirprobe.extractors.musicgen:EncodecLatents",
 }
 
 

@@ -39,6 +39,11 @@ class Extractor:
     def available_layers(cls, params):
         return tuple(str(layer) for layer in cls.default_layers)
 
+    @classmethod
+    def default_layers_for(cls, params):
+        """The layers probed when the config names none (may depend on params)."""
+        return tuple(str(layer) for layer in cls.default_layers)
+
     def load(self, *, device="cpu", dtype=None):
         self.device = device
         return self

@@ -1,0 +1,610 @@
+"""MusicGen decoder activations and EnCodec latents, through transformers.
+
+Both follow Jayanti, Kim & Donahue ("MusicGen representations for MIR
+transfer learning"), who probe MusicGen as CALM/jukemir probes Jukebox:
+frozen activations, mean-pooled over time, one probe per layer.
+
+``musicgen`` (:class:`MusicGen`, 32 kHz, ``MusicgenForConditionalGeneration``)
+    1. EnCodec (MusicGen's own 32 kHz audio tokenizer) encodes the audio to
+       ``K`` = 4 parallel streams of codes at 50 Hz (``audio_encoder.encode``).
+    2. The codes are laid out in MusicGen's **delay pattern**, the layout the
+       language model was trained on (audiocraft ``DelayedPatternProvider``,
+       transformers ``build_delay_pattern_mask``): step 0 holds the start token
+       for every codebook and codebook ``k`` at step ``s`` holds code
+       ``s - 1 - k`` (the start/pad token where that is out of range), so a
+       window of ``T`` frames is a sequence of ``T + K`` steps.
+       ``codebook_pattern: flat`` feeds the codes unshifted instead (an
+       ablation; it is what ``MusicgenForConditionalGeneration.forward`` does
+       with ``input_values``).
+    3. The decoder LM runs on that sequence, conditioned on the text ``text``.
+       The default empty text is MusicGen's null condition: as in audiocraft
+       (an empty description gets a zero mask, and the projected T5 states
+       are multiplied by it), the cross-attention input is one all-zero
+       vector, so cross-attention adds nothing (its projections have no bias).
+       ``empty_text: tokenized`` instead runs T5 on the tokenised empty string
+       (just ``</s>``), which is what ``MusicgenProcessor(text="")`` feeds;
+       which of the two the MusicGen probing paper used is not stated here.
+       A non-empty ``text`` (the text-conditioning ablation) is tokenised with
+       the checkpoint's T5 tokenizer and encoded by its T5 encoder.
+    4. Layer ``0`` is the decoder input (summed code embeddings + sinusoidal
+       positions); layer ``i`` (1..N) is the output of decoder block ``i``;
+       layer ``N`` is taken after the final LayerNorm. These are exactly the
+       ``decoder_hidden_states`` that transformers returns with
+       ``output_hidden_states=True`` (25 for musicgen-small, 49 for medium and
+       large). Each is mean-pooled over every step of the sequence.
+    5. Only the layers asked for are computed: forward hooks read the blocks'
+       outputs, and the hook on the deepest requested block ``k`` stops the
+       forward pass (raises), so blocks ``k+1..N`` and the final LayerNorm
+       never run; the final LayerNorm is applied only when ``N`` is asked for.
+
+    **Long clips**: MusicGen was trained on 30 s excerpts (1500 frames; the
+    positional table allows 2048 steps). A clip is cut into consecutive
+    non-overlapping windows of ``window_seconds`` (default 30 s), each run
+    independently; a tail shorter than ``min_tail_seconds`` (1 s) is dropped
+    unless it is the whole clip. A clip's embedding is the mean over all
+    steps of all its windows (each window weighted by its step count), i.e.
+    the whole clip is mean-pooled, never more than one window in context.
+    Windows of equal length are batched together through the decoder;
+    EnCodec codes are computed window by window, so that the (discrete)
+    codes of a clip never depend on what else is in its batch.
+
+``encodec`` (:class:`EncodecLatents`, 32 kHz, ``EncodecModel``, default
+``facebook/encodec_32khz`` = MusicGen's tokenizer)
+    Layer ``encoder``: the continuous encoder output before quantisation
+    (128-d at 50 Hz for the 32 kHz model); layer ``quantized``: the sum of the
+    selected codebook vectors of the residual VQ (what EnCodec's decoder and,
+    up to its embedding tables, MusicGen see). Both mean-pooled over frames,
+    with the same windowing as ``musicgen``.
+
+Weights: ``weights`` is a hub id or a local directory; models are read with
+``from_pretrained(..., use_safetensors=True)`` and never with remote code.
+``random_weights: true`` builds the same architecture from its config with
+seeded random initialisation instead (a baseline; label it "random weights").
+Random EnCodec codebooks (all zero in transformers) are drawn from a
+Gaussian matched to the random encoder's output (and then to each
+residual) on a fixed seeded noise signal, so random codes are not all 0.
+``architecture: tiny`` is a built-in test-sized architecture (2 decoder
+layers, 4 codebooks) for offline demos and tests; it only exists with
+random weights.
+
+Precision: ``dtype: auto`` runs the decoder in float16 on CUDA and float32
+on the CPU; EnCodec always runs in float32 (its codes must not change with
+precision). Pooling is done in float32.
+"""
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, ModelError
+from .base import Extractor
+
+SAMPLE_RATE = 32000
+
+#: decoder blocks of the official mono checkpoints, so that layer names are
+#: known while the Snakefile parses (without downloading a config)
+KNOWN_DECODER_LAYERS = {
+    "facebook/musicgen-small": 24,
+    "facebook/musicgen-medium": 48,
+    "facebook/musicgen-large": 48,
+}
+TINY_DECODER_LAYERS = 2
+
+_COMMON_PARAMS = {
+    "random_weights": {
+        "type": "boolean",
+        "default": False,
+        "description": "Build the architecture from its config with seeded random weights "
+        "(a baseline) instead of loading the trained weights.",
+    },
+    "architecture": {
+        "type": "string",
+        "enum": ["from_weights", "tiny"],
+        "default": "from_weights",
+        "description": "from_weights = the architecture of `weights`; tiny = a built-in "
+        "test-sized architecture (needs random_weights: true).",
+    },
+    "seed": {
+        "type": "integer",
+        "default": 0,
+        "description": "Seed of the random initialisation (random_weights only).",
+    },
+    "window_seconds": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "default": 30.0,
+        "description": "Clips are cut into consecutive windows of this length, each embedded "
+        "on its own; the clip embedding is the mean over all windows' steps.",
+    },
+    "min_tail_seconds": {
+        "type": "number",
+        "minimum": 0,
+        "default": 1.0,
+        "description": "A last window shorter than this is dropped (unless it is the whole clip).",
+    },
+}
+
+
+def _is_local(weights):
+    return os.path.isdir(os.path.expanduser(weights)) or weights.startswith(
+        ("/", "./", "../", "~", ".\\")
+    )
+
+
+def _check_weights_dir(weights):
+    path = Path(os.path.expanduser(weights))
+    if not path.is_dir():
+        raise ModelError(f"weights directory {str(path)!r} does not exist")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"weights directory {str(path)!r} has no config.json")
+    return str(path)
+
+
+def _pretrained(loader, weights, **kwargs):
+    """``loader.from_pretrained(weights)`` with a ModelError naming what failed."""
+    source = _check_weights_dir(weights) if _is_local(weights) else weights
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            f"cannot load {loader.__name__} from {source!r} ({error}); give a hub id that is "
+            "reachable or already in the Hugging Face cache, or a local directory written "
+            "by save_pretrained"
+        ) from error
+
+
+def _torch_dtype(name, device):
+    import torch
+
+    if name == "auto":
+        return torch.float16 if str(device).startswith("cuda") else torch.float32
+    return getattr(torch, name)
+
+
+def tiny_encodec_config():
+    """A small 32 kHz EnCodec with 4 codebooks of 2048 codes at 50 Hz, like MusicGen's."""
+    from transformers import EncodecConfig
+
+    # transformers derives the number of quantizers from the last target bandwidth:
+    # 1000 * 2.2 // (50 Hz * log2(2048)) = 4, as for facebook/encodec_32khz
+    return EncodecConfig(
+        sampling_rate=SAMPLE_RATE,
+        upsampling_ratios=[8, 5, 4, 4],
+        codebook_size=2048,
+        target_bandwidths=[2.2],
+        hidden_size=32,
+        num_filters=4,
+        num_lstm_layers=1,
+        use_causal_conv=False,
+        use_conv_shortcut=False,
+        normalize=False,
+    )
+
+
+def tiny_musicgen_config():
+    """A test-sized MusicGen: tiny 32 kHz EnCodec, 1-layer T5, 2-layer decoder."""
+    from transformers import MusicgenConfig, MusicgenDecoderConfig, T5Config
+
+    text = T5Config(vocab_size=128, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+    decoder = MusicgenDecoderConfig(
+        vocab_size=2048,
+        num_hidden_layers=TINY_DECODER_LAYERS,
+        hidden_size=32,
+        ffn_dim=64,
+        num_attention_heads=2,
+        num_codebooks=4,
+        max_position_embeddings=2048,
+    )
+    return MusicgenConfig(text_encoder=text, audio_encoder=tiny_encodec_config(), decoder=decoder)
+
+
+def init_random_codebooks(encodec, *, seed):
+    """Give a randomly initialised EnCodec non-degenerate codebooks (transformers leaves them 0).
+
+    Codebook ``q`` is drawn from a Gaussian with the per-dimension mean and
+    std of what it quantises (the encoder output, then each residual) on a
+    fixed seeded white-noise signal, so the result depends only on the
+    architecture and ``seed``.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    noise = 0.1 * torch.randn(1, 1, 4 * encodec.config.sampling_rate, generator=generator)
+    with torch.no_grad():
+        residual = encodec.encoder(noise.to(next(encodec.parameters()).device))
+        for layer in encodec.quantizer.layers:
+            frames = residual.permute(0, 2, 1).reshape(-1, residual.shape[1])
+            mean, std = frames.mean(0), frames.std(0).clamp_min(1e-6)
+            draw = torch.randn(layer.codebook.embed.shape, generator=generator)
+            layer.codebook.embed.copy_(mean.cpu() + std.cpu() * draw)
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
+            residual = residual - layer.decode(layer.encode(residual))
+    return encodec
+
+
+@contextmanager
+def _seeded(seed):
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def window_spans(n_samples, *, window, min_tail):
+    """``[(start, stop)]`` windows of a clip of ``n_samples`` (see the module docstring)."""
+    if n_samples <= 0:
+        raise DataError("cannot embed an empty clip (0 samples)")
+    spans = [(start, min(start + window, n_samples)) for start in range(0, n_samples, window)]
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < min_tail:
+        spans.pop()
+    return spans
+
+
+class _WindowedTransformersExtractor(Extractor):
+    """Windowing, batching of equal-length windows and frame-weighted pooling."""
+
+    sample_rate = SAMPLE_RATE
+    wants_gpu = True
+
+    def __init__(self, *, params=None):
+        super().__init__(params=params)
+        self.params = {
+            key: spec["default"]
+            for key, spec in self.params_schema["properties"].items()
+            if "default" in spec
+        } | self.params
+        if self.params["architecture"] == "tiny" and not self.params["random_weights"]:
+            raise ConfigError(
+                f"extractor {self.name!r}: architecture 'tiny' has no trained weights; "
+                "set random_weights: true"
+            )
+        self.model = None
+
+    def load(self, *, device="cpu", dtype=None):
+        self.device = str(device)
+        self._build(dtype or self.params.get("dtype", "float32"))
+        return self
+
+    def _build(self, dtype):
+        raise NotImplementedError
+
+    def _embed_windows(self, windows, *, layers):
+        """``(n_windows, n_samples)`` float32 tensor -> ``{layer: (sums, n_steps)}``."""
+        raise NotImplementedError
+
+    def embed(self, batch, *, layers):
+        import torch
+
+        layers = self.check_layers(layers)
+        if self.model is None:
+            self.load(device=self.device)
+        window = int(round(self.params["window_seconds"] * self.sample_rate))
+        min_tail = int(round(self.params["min_tail_seconds"] * self.sample_rate))
+        by_length = {}
+        for index, y in enumerate(batch):
+            y = np.asarray(y, dtype=np.float32)
+            if y.ndim != 1:
+                raise DataError(f"expected mono audio (1-d array), got shape {y.shape}")
+            for start, stop in window_spans(len(y), window=window, min_tail=min_tail):
+                by_length.setdefault(stop - start, []).append((index, y[start:stop]))
+
+        sums = {layer: None for layer in layers}
+        steps = np.zeros(len(batch))
+        max_windows = max(1, len(batch))
+        with torch.inference_mode():
+            for length in sorted(by_length):
+                group = by_length[length]
+                for chunk_start in range(0, len(group), max_windows):
+                    chunk = group[chunk_start : chunk_start + max_windows]
+                    audio = torch.from_numpy(np.stack([w for _, w in chunk])).to(self.device)
+                    pooled, n_steps = self._embed_windows(audio, layers=layers)
+                    for row, (index, _) in enumerate(chunk):
+                        steps[index] += n_steps
+                        for layer in layers:
+                            if sums[layer] is None:
+                                dim = pooled[layer].shape[1]
+                                sums[layer] = np.zeros((len(batch), dim), dtype=np.float64)
+                            sums[layer][index] += pooled[layer][row] * n_steps
+        return {layer: (sums[layer] / steps[:, None]).astype(np.float32) for layer in layers}
+
+
+class MusicGen(_WindowedTransformersExtractor):
+    """MusicGen decoder hidden states, mean-pooled (see the module docstring)."""
+
+    name = "musicgen"
+    default_layers = ("0", "1", "2")
+    params_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "weights": {
+                "type": "string",
+                "default": "facebook/musicgen-small",
+                "description": "Hub id (facebook/musicgen-small|medium|large) or local directory "
+                "written by save_pretrained; safetensors only, no remote code.",
+            },
+            **_COMMON_PARAMS,
+            "text": {
+                "type": "string",
+                "default": "",
+                "description": "Text condition; empty = no text (see empty_text); non-empty = "
+                "the text-conditioning ablation.",
+            },
+            "empty_text": {
+                "type": "string",
+                "enum": ["null", "tokenized"],
+                "default": "null",
+                "description": "How an empty text conditions the decoder: null = MusicGen's null "
+                "condition (all-zero cross-attention input, as audiocraft does); tokenized = "
+                "T5 run on the tokenised empty string (what transformers' processor gives).",
+            },
+            "codebook_pattern": {
+                "type": "string",
+                "enum": ["delay", "flat"],
+                "default": "delay",
+                "description": "delay = MusicGen's training layout of the 4 code streams; "
+                "flat = unshifted codes (ablation).",
+            },
+            "dtype": {
+                "type": "string",
+                "enum": ["auto", "float32", "float16", "bfloat16"],
+                "default": "auto",
+                "description": "Decoder precision; auto = float16 on CUDA, float32 on CPU.",
+            },
+        },
+    }
+
+    @classmethod
+    def num_decoder_layers(cls, params):
+        """Decoder blocks of the configured architecture, read without heavy imports."""
+        params = params or {}
+        if params.get("architecture") == "tiny":
+            return TINY_DECODER_LAYERS
+        weights = params.get("weights", cls.params_schema["properties"]["weights"]["default"])
+        if weights in KNOWN_DECODER_LAYERS:
+            return KNOWN_DECODER_LAYERS[weights]
+        config_path = Path(os.path.expanduser(weights)) / "config.json"
+        if config_path.is_file():
+            with open(config_path) as handle:
+                return int(json.load(handle)["decoder"]["num_hidden_layers"])
+        raise ConfigError(
+            f"musicgen weights {weights!r}: number of layers unknown; use one of "
+            f"{sorted(KNOWN_DECODER_LAYERS)} or a local directory with a config.json"
+        )
+
+    @classmethod
+    def available_layers(cls, params):
+        return tuple(str(i) for i in range(cls.num_decoder_layers(params) + 1))
+
+    @classmethod
+    def default_layers_for(cls, params):
+        """Every layer, as the MusicGen probing paper does."""
+        return cls.available_layers(params)
+
+    def _build(self, dtype):
+        from transformers import MusicgenConfig, MusicgenForConditionalGeneration
+
+        params = self.params
+        if params["random_weights"]:
+            if params["architecture"] == "tiny":
+                config = tiny_musicgen_config()
+            else:
+                config = _pretrained(MusicgenConfig, params["weights"])
+            with _seeded(params["seed"]):
+                model = MusicgenForConditionalGeneration(config)
+            init_random_codebooks(model.audio_encoder, seed=params["seed"])
+        else:
+            model = _pretrained(
+                MusicgenForConditionalGeneration, params["weights"], use_safetensors=True
+            )
+        config = model.config
+        if config.decoder.audio_channels != 1:
+            raise ModelError(
+                f"musicgen weights {params['weights']!r} are a stereo model; only mono "
+                "MusicGen checkpoints are supported"
+            )
+        if config.audio_encoder.sampling_rate != self.sample_rate:
+            raise ModelError(
+                f"musicgen weights {params['weights']!r}: EnCodec runs at "
+                f"{config.audio_encoder.sampling_rate} Hz, expected {self.sample_rate}"
+            )
+        n_layers = len(model.decoder.model.decoder.layers)
+        if n_layers != self.num_decoder_layers(params):
+            raise ModelError(
+                f"musicgen weights {params['weights']!r}: {n_layers} decoder layers, "
+                f"expected {self.num_decoder_layers(params)}"
+            )
+        model.eval().to(self.device)
+        model.decoder.to(_torch_dtype(dtype, self.device))
+        self.model = model
+        self.decoder = model.decoder.model.decoder  # the MusicgenDecoder stack
+        self.text_states = None
+        self.text_mask = None
+        if params["text"] or params["empty_text"] == "tokenized":
+            self.text_states, self.text_mask = self._encode_text(params["text"])
+
+    def _encode_text(self, text):
+        import torch
+        from transformers import AutoTokenizer
+
+        weights = self.params["weights"]
+        if self.params["architecture"] == "tiny":
+            raise ConfigError("musicgen: the tiny architecture has no tokenizer; text must be ''")
+        tokenizer = _pretrained(AutoTokenizer, weights)
+        inputs = tokenizer([text], return_tensors="pt").to(self.device)
+        if inputs["input_ids"].shape[1] == 0:
+            raise ModelError(f"musicgen: the tokenizer of {weights!r} gives no tokens for {text!r}")
+        with torch.inference_mode():
+            states = self.model.text_encoder(**inputs).last_hidden_state
+            config = self.model.config
+            if (
+                config.text_encoder.hidden_size != config.decoder.hidden_size
+                and config.decoder.cross_attention_hidden_size is None
+            ):
+                states = self.model.enc_to_dec_proj(states)
+            states = states * inputs["attention_mask"][..., None]
+        return states.to(self.decoder.layer_norm.weight.dtype), inputs["attention_mask"]
+
+    def delay_pattern(self, codes):
+        """``(B, K, T)`` codes -> ``(B, K, T + K)`` in MusicGen's delay layout."""
+        import torch
+
+        decoder_config = self.model.config.decoder
+        start = getattr(decoder_config, "bos_token_id", None)
+        if start is None:
+            start = decoder_config.pad_token_id
+        bsz, n_codebooks, n_frames = codes.shape
+        out = torch.full(
+            (bsz, n_codebooks, n_frames + n_codebooks),
+            start,
+            dtype=codes.dtype,
+            device=codes.device,
+        )
+        for k in range(n_codebooks):
+            out[:, k, k + 1 : k + 1 + n_frames] = codes[:, k]
+        return out
+
+    def codes(self, audio):
+        """``(B, samples)`` float32 audio -> ``(B, K, T)`` EnCodec codes.
+
+        Each window is encoded on its own: batched convolutions round
+        differently with the batch size, and a rounding difference can flip a
+        near-tie code, so batching EnCodec would make a clip's codes depend on
+        its batch. (EnCodec is a small fraction of the cost.)
+        """
+        import torch
+
+        codes = []
+        for window in audio:
+            encoded = self.model.audio_encoder.encode(window[None, None, :].float())
+            if encoded.audio_codes.shape[0] != 1:
+                raise ModelError(
+                    f"EnCodec returned {encoded.audio_codes.shape[0]} chunks; expected 1 "
+                    "(chunk_length_s must be None)"
+                )
+            codes.append(encoded.audio_codes[0])
+        return torch.cat(codes)
+
+    def _embed_windows(self, audio, *, layers):
+        import torch
+
+        codes = self.codes(audio)
+        if self.params["codebook_pattern"] == "delay":
+            codes = self.delay_pattern(codes)
+        bsz, n_codebooks, n_steps = codes.shape
+        if n_steps > self.decoder.max_target_positions:
+            raise ConfigError(
+                f"musicgen: a window of {audio.shape[1] / self.sample_rate:.1f} s is {n_steps} "
+                f"steps, more than the model's {self.decoder.max_target_positions}; lower "
+                "window_seconds"
+            )
+        depth = max(int(layer) for layer in layers)
+        n_layers = len(self.decoder.layers)
+        dtype = self.decoder.layer_norm.weight.dtype
+        if self.text_states is None:
+            states = torch.zeros((bsz, 1, self.decoder.d_model), dtype=dtype, device=self.device)
+            mask = None
+        else:
+            states = self.text_states.expand(bsz, -1, -1)
+            mask = self.text_mask.expand(bsz, -1)
+
+        hidden = {}
+        blocks = self.decoder.layers
+
+        def keep(index):
+            def hook(module, args, output):
+                hidden[index] = output[0] if isinstance(output, tuple) else output
+                if index == depth:
+                    raise _StopForward  # blocks beyond `depth` (and the final norm) never run
+
+            return hook
+
+        def keep_input(module, args, kwargs):
+            hidden[0] = args[0] if args else kwargs["hidden_states"]
+            if depth == 0:
+                raise _StopForward
+
+        handles = [blocks[0].register_forward_pre_hook(keep_input, with_kwargs=True)]
+        handles += [blocks[i - 1].register_forward_hook(keep(i)) for i in range(1, depth + 1)]
+        try:
+            self.decoder(
+                input_ids=codes.reshape(bsz * n_codebooks, n_steps),
+                encoder_hidden_states=states,
+                encoder_attention_mask=mask,
+                use_cache=False,
+            )
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        if depth == n_layers:
+            hidden[n_layers] = self.decoder.layer_norm(hidden[n_layers])
+        pooled = {layer: hidden[int(layer)].float().mean(dim=1).cpu().numpy() for layer in layers}
+        return pooled, n_steps
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook once the deepest requested layer is computed."""
+
+
+class EncodecLatents(_WindowedTransformersExtractor):
+    """EnCodec (32 kHz) encoder latents, mean-pooled (see the module docstring)."""
+
+    name = "encodec"
+    default_layers = ("encoder",)
+    params_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "weights": {
+                "type": "string",
+                "default": "facebook/encodec_32khz",
+                "description": "Hub id or local directory of a 32 kHz EnCodec (MusicGen's "
+                "tokenizer); safetensors only, no remote code.",
+            },
+            **_COMMON_PARAMS,
+        },
+    }
+
+    @classmethod
+    def available_layers(cls, params):
+        return ("encoder", "quantized")
+
+    def _build(self, dtype):
+        from transformers import EncodecConfig, EncodecModel
+
+        params = self.params
+        if params["random_weights"]:
+            if params["architecture"] == "tiny":
+                config = tiny_encodec_config()
+            else:
+                config = _pretrained(EncodecConfig, params["weights"])
+            with _seeded(params["seed"]):
+                model = EncodecModel(config)
+            init_random_codebooks(model, seed=params["seed"])
+        else:
+            model = _pretrained(EncodecModel, params["weights"], use_safetensors=True)
+        if model.config.sampling_rate != self.sample_rate:
+            raise ModelError(
+                f"encodec weights {params['weights']!r} run at {model.config.sampling_rate} Hz; "
+                f"expected {self.sample_rate} (MusicGen's tokenizer, facebook/encodec_32khz)"
+            )
+        self.model = model.eval().to(self.device)
+
+    def _embed_windows(self, audio, *, layers):
+        model = self.model
+        latents = model.encoder(audio[:, None, :].float())  # (B, D, T)
+        pooled = {"encoder": latents}
+        if "quantized" in layers:
+            codes = model.quantizer.encode(latents, model.config.target_bandwidths[-1])
+            pooled["quantized"] = model.quantizer.decode(codes)
+        n_frames = latents.shape[-1]
+        return (
+            {layer: pooled[layer].mean(dim=-1).cpu().numpy() for layer in layers},
+            n_frames,
+        )
