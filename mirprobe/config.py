@@ -10,6 +10,7 @@ Validation fills every default in place, so the resolved configuration
 (recorded in provenance, hashed into :func:`config_hash`) is explicit.
 """
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -62,12 +63,17 @@ def validate_config(config):
     config = dict(config)
     validate_against(config, load_schema(), where="")
     for name, entry in config["datasets"].items():
+        # schema defaults may share one `{}` object between entries: copy first
+        entry["params"] = copy.deepcopy(entry["params"])
         cls = get_dataset_class(entry["kind"])
         validate_against(entry["params"], cls.params_schema, where=f"datasets.{name}.params")
     for name, entry in config["representations"].items():
+        entry["params"] = copy.deepcopy(entry["params"])
         cls = get_extractor_class(entry["extractor"])
         validate_against(entry["params"], cls.params_schema, where=f"representations.{name}.params")
-        layers = entry["layers"] if entry["layers"] is not None else cls.default_layers
+        layers = entry["layers"]
+        if layers is None:
+            layers = cls.default_layers_for(entry["params"])
         unknown = [str(x) for x in layers if str(x) not in cls.available_layers(entry["params"])]
         if unknown:
             raise ConfigError(

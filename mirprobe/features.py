@@ -34,8 +34,10 @@ def peak_memory_mb(device):
     """Peak resident memory of this process (and of the GPU, on cuda), in MiB."""
     peak = {"host_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if str(device).startswith("cuda"):
-        import torch
-
+        try:  # a cuda device implies torch, but CPU-only environments lack it
+            import torch
+        except ImportError:
+            return peak
         peak["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return peak
 
@@ -50,6 +52,7 @@ def extract_shard(shard_dir, out_path, *, extractor, layers, batch_size=8, devic
     manifest = read_manifest(shard_dir)
     good = manifest[manifest["status"] == "ok"]
     layers = extractor.check_layers(layers)
+    started_at = time.time()
     started = time.perf_counter()
     extractor.load(device=device)
     load_s = time.perf_counter() - started
@@ -83,6 +86,9 @@ def extract_shard(shard_dir, out_path, *, extractor, layers, batch_size=8, devic
         "device": str(device),
         "extractor": extractor.name,
         "wall_s": round(time.perf_counter() - started, 3),
+        # wall-clock interval, to check how jobs shared CPUs and GPUs
+        "started_at": round(started_at, 3),
+        "finished_at": round(time.time(), 3),
         "n_clips": len(clip_ids),
         "n_excluded": int((manifest["status"] != "ok").sum()),
         "load_s": round(load_s, 3),

@@ -68,9 +68,12 @@ def environment_record(*, device="cpu"):
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
     if str(device).startswith("cuda"):
-        import torch
-
-        record["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        try:  # optional: only environments that run on a GPU have torch
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            record["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return record
 
 

@@ -329,8 +329,13 @@ def assemble_table(
         record = prepared[dataset]
         metrics = table_metrics(record["task_type"], entry.get("metrics"), record["labels"])
         tasks.append((dataset, entry.get("label") or dataset, metrics))
-    n_configs = math.prod(len(values) for values in probe_config["grid"].values())
-    note = f" ({probe_config['trainer']} training of {n_configs} probe configurations)"
+    if probe_config["trainer"] == "sklearn_cv":
+        note = (
+            " (quick protocol: scikit-learn cross-validated regularisation, not the paper's grid)"
+        )
+    else:
+        n_configs = math.prod(len(values) for values in probe_config["grid"].values())
+        note = f" ({probe_config['trainer']} training of {n_configs} probe configurations)"
     paths = {Path(p).suffix.lstrip("."): p for p in out_paths}
     write_tables(
         records, tasks=tasks, rows=[tuple(r) for r in rows], paths=paths, protocol_note=note

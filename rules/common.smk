@@ -34,8 +34,9 @@ wildcard_constraints:
 
 def layers_of(representation):
     entry = config["representations"][representation]
-    cls = EXTRACTORS[representation]
-    layers = entry["layers"] if entry["layers"] is not None else cls.default_layers
+    layers = entry["layers"]
+    if layers is None:
+        layers = EXTRACTORS[representation].default_layers_for(entry["params"])
     return [str(layer) for layer in layers]
 
 
@@ -75,6 +76,9 @@ def needs_gpu(representation):
 
 
 def conda_env_of(representation):
+    """The pinned environment of an extractor: torch.yaml for the neural ones."""
+    if EXTRACTORS[representation].wants_gpu:
+        return "../envs/torch.yaml"
     return "../envs/handcrafted.yaml"
 
 
@@ -110,4 +114,14 @@ def final_outputs():
         f"results/provenance/{dataset}/{rep}/{layer}.json"
         for dataset, rep, layer in cells()
     ]
-    return table_outputs() + provenance
+    # Feature shards are targets too: they are the costly, reusable product, and
+    # Snakemake (>= 7.7) does not remake a deleted intermediate file whose
+    # consumers are up to date; as targets, a deleted shard is remade and
+    # everything downstream of it reruns.
+    features = [
+        f"results/features/{dataset}/{rep}/shard-{shard}.npz"
+        for dataset in DATASETS
+        for rep in config["representations"]
+        for shard in shards_of(dataset)
+    ]
+    return table_outputs() + provenance + features

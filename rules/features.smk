@@ -8,7 +8,7 @@ rule extract:
     benchmark:
         "benchmarks/extract/{dataset}/{representation}/shard-{shard}.tsv"
     conda:
-        "../envs/handcrafted.yaml"
+        lambda wc: conda_env_of(wc.representation)
     threads: 1
     resources:
         gpu=lambda wc: needs_gpu(wc.representation),

@@ -11,6 +11,8 @@ rule provenance:
         "logs/provenance/{dataset}/{representation}/{layer}.log",
     benchmark:
         "benchmarks/provenance/{dataset}/{representation}/{layer}.tsv"
+    # seconds of bookkeeping: not worth a cluster job
+    localrule: True
     conda:
         "../envs/table.yaml"
     threads: 1
@@ -50,6 +52,7 @@ rule table:
         "logs/table.log",
     benchmark:
         "benchmarks/table.tsv"
+    localrule: True
     conda:
         "../envs/table.yaml"
     threads: 1

@@ -23,7 +23,7 @@ def test_default_config_validates_and_fills_defaults(default_config):
     config = validate_config(copy.deepcopy(default_config))
     assert config["audio"]["on_bad_audio"] == "error"
     assert config["representations"]["chroma"]["batch_size"] == 8
-    assert config["datasets"]["synth_key"]["params"]["clips_per_key"] == 20
+    assert config["datasets"]["synth_key"]["params"]["clips_per_key"] == 40
 
 
 def test_misspelt_top_level_key_is_named(default_config):
@@ -131,3 +131,12 @@ def test_lint_and_formatting_are_clean():
         [str(snakefmt), "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_defaulted_params_are_not_shared_between_entries(default_config):
+    default_config["datasets"] = {
+        "a": {"kind": "synthetic_key"},
+        "b": {"kind": "synthetic_key"},
+    }
+    config = validate_config(default_config)
+    assert config["datasets"]["a"]["params"] is not config["datasets"]["b"]["params"]

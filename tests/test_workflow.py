@@ -119,7 +119,8 @@ def test_deleting_one_feature_shard_recomputes_only_what_depends_on_it(finished_
     before = {p: p.stat().st_mtime_ns for p in features.rglob("*.npz")}
     table_before = (finished_run / "results" / "table.csv").read_bytes()
     (features / "mfcc" / "shard-001.npz").unlink()
-    plan = run(finished_run, "-n", "--quiet", "rules").stdout
+    result = run(finished_run, "-n", "--quiet", "rules")
+    plan = result.stdout + result.stderr
     counts = {
         line.split()[0]: int(line.split()[1])
         for line in plan.splitlines()

@@ -192,6 +192,18 @@ PARAMS_SCHEMA = {
             "maxItems": 2,
             "default": [70, 150],
         },
+        "octave_range": {
+            "description": (
+                "[low, high] octave of the lowest chord tone (4 = C4..B4), drawn per clip; "
+                "a narrow range keeps absolute pitch height weakly tied to the key, as in "
+                "real music, a wide one removes that cue"
+            ),
+            "type": "array",
+            "items": {"type": "integer", "minimum": 1, "maximum": 7},
+            "minItems": 2,
+            "maxItems": 2,
+            "default": [3, 5],
+        },
         "snr_db_range": {
             "description": "[low, high] signal-to-white-noise ratio in dB, "
             "drawn uniformly per clip",
@@ -302,7 +314,8 @@ def plan_clip(*, clip_index: int, params: dict) -> dict:
     ]
     beats_per_chord = int(rng.choice(fitting))
     texture = str(rng.choice(TEXTURES))
-    octave = int(rng.integers(3, 6))  # lowest chord tone in C3..B5
+    octave_lo, octave_hi = params["octave_range"]
+    octave = int(rng.integers(octave_lo, octave_hi + 1))  # lowest chord tone's octave
     bass = bool(rng.random() < 0.6)
     velocity = int(rng.integers(60, 111))
     snr_lo, snr_hi = params["snr_db_range"]
@@ -477,7 +490,7 @@ class SyntheticKey(Dataset):
             )
             raise ConfigError(f"dataset {self.name!r} ({self.kind}): {problems}")
         p = self.params
-        for key in ("tempo_range", "snr_db_range"):
+        for key in ("tempo_range", "snr_db_range", "octave_range"):
             lo, hi = p[key]
             if lo > hi:
                 raise ConfigError(

@@ -1,0 +1,212 @@
+"""Running where users run: GPU scheduling, resuming after a kill, and a real
+SLURM cluster (single node, started by tests/slurm/cluster.sh).
+
+The SLURM test needs root, Debian's slurm-wlm and munge, and
+snakemake-executor-plugin-slurm; it runs when CI=true or MIRPROBE_SLURM_TEST=1
+(bin/setup then installs them) and skips, saying why, otherwise.
+"""
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from test_workflow import write_config
+
+from conftest import REPO, requires_fluidsynth, snakemake
+
+pytestmark = [pytest.mark.workflow, requires_fluidsynth]
+
+TINY_NEURAL = {
+    "extractor": "musicgen",
+    "label": "MusicGen-tiny (random weights)",
+    "params": {"architecture": "tiny", "random_weights": True},
+    "layers": [2],
+}
+
+
+def run(workdir, *args, check=True):
+    return snakemake(
+        workdir, "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, check=check
+    )
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("local")
+    write_config(workdir)
+    run(workdir)
+    return workdir
+
+
+def profiles(workdir, representation):
+    out = []
+    for path in sorted(
+        (workdir / "results" / "features" / "synth_key" / representation).glob("*.npz")
+    ):
+        with np.load(path) as shard:
+            out.append(json.loads(str(shard["profile"])))
+    return out
+
+
+def test_gpu_jobs_run_one_at_a_time_beside_cpu_jobs(tmp_path):
+    reps = {
+        "chroma": {"extractor": "chroma"},
+        "mfcc": {"extractor": "mfcc"},
+        "neural": TINY_NEURAL,
+    }
+    write_config(tmp_path, representations=reps)
+    run(tmp_path, "--resources", "gpu=1")
+    neural = [(p["started_at"], p["finished_at"]) for p in profiles(tmp_path, "neural")]
+    cpu = [
+        (p["started_at"], p["finished_at"])
+        for rep in ("chroma", "mfcc")
+        for p in profiles(tmp_path, rep)
+    ]
+    assert len(neural) == 3 and len(cpu) == 6
+
+    def overlap(a, b):
+        return min(a[1], b[1]) - max(a[0], b[0]) > 0
+
+    # the extraction interval sits inside its job, so disjoint intervals are
+    # necessary (not sufficient) for serial jobs: check the rule's resource too
+    assert not any(overlap(a, b) for a, b in itertools.combinations(neural, 2)), neural
+    assert any(overlap(a, b) for a in neural for b in cpu), (neural, cpu)
+    plan = run(tmp_path, "-n", "--forcerun", "extract").stdout
+    assert "gpu=1" in plan and "gpu=0" in plan
+
+
+def _shard_paths(workdir):
+    return sorted((workdir / "results" / "features").rglob("*.npz"))
+
+
+def test_a_killed_run_resumes_with_the_remaining_jobs_only(tmp_path, local_run):
+    write_config(tmp_path)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--cores",
+        "2",
+    ]
+    log = open(tmp_path / "first.log", "w")
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.time() + 600
+    train_logs = tmp_path / "logs" / "train_probe"
+    try:
+        # kill once probe training has started: every feature shard written,
+        # the probes, their evaluation, provenance and the table not yet
+        while time.time() < deadline and not any(train_logs.rglob("*.log")):
+            assert process.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.1)
+    finally:
+        killed_at = time.time()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        log.close()
+    survivors = {p: p.stat().st_mtime_ns for p in _shard_paths(tmp_path)}
+    # one representation's probe may start while the other's last shard runs
+    assert len(survivors) >= 4
+    assert not (tmp_path / "results" / "table.csv").exists()
+    # nothing truncated: every output that exists is whole
+    for path in survivors:
+        with np.load(path) as shard:
+            assert shard["layer:stats"].shape[0] == len(shard["clip_ids"])
+    for path in (tmp_path / "results").rglob("*.json"):
+        json.loads(path.read_text())
+
+    # a killed Snakemake leaves its lock behind: --unlock, then run again
+    run(tmp_path, "--unlock")
+    second = run(tmp_path)
+    output = second.stdout + second.stderr
+    assert "rule resample:" not in output
+    assert "rule train_probe:" in output and "rule table:" in output
+    # shards finished well before the kill are kept; one renamed into place in
+    # the last instants may still count as an incomplete job and be redone
+    settled = [p for p, mtime in survivors.items() if mtime / 1e9 < killed_at - 2]
+    assert settled and all(p.stat().st_mtime_ns == survivors[p] for p in settled)
+    redone = output.count("rule extract:")
+    assert 6 - len(survivors) <= redone <= 6 - len(settled), (redone, survivors)
+    assert (tmp_path / "results" / "table.csv").read_bytes() == (
+        local_run / "results" / "table.csv"
+    ).read_bytes()
+
+
+def slurm_ready():
+    if os.environ.get("CI") != "true" and os.environ.get("MIRPROBE_SLURM_TEST") != "1":
+        return "set MIRPROBE_SLURM_TEST=1 (or CI=true) to start a single-node SLURM cluster"
+    if os.geteuid() != 0:
+        return "starting slurmctld/slurmd/munged needs root"
+    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch") if not shutil.which(b)]
+    if missing:
+        return f"SLURM binaries missing: {missing} (apt-get install slurm-wlm munge)"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    reason = slurm_ready()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("slurm")
+    script = REPO / "tests" / "slurm" / "cluster.sh"
+    started = subprocess.run(
+        ["bash", str(script), "start", str(state)], capture_output=True, text=True
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield state
+    subprocess.run(["bash", str(script), "stop", str(state)], capture_output=True)
+
+
+def test_the_workflow_runs_through_slurm_and_gives_the_local_table(
+    tmp_path, slurm_cluster, local_run
+):
+    write_config(tmp_path)
+    result = run(
+        tmp_path,
+        "--workflow-profile",
+        str(REPO / "profiles" / "slurm"),
+        # a site's settings: no accounting storage, no accounts, a small node
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--jobs",
+        "4",
+        "--set-resources",
+        "extract:mem_mb=1500",
+        "train_probe:mem_mb=1500",
+        "--default-resources",
+        "mem_mb=1000",
+        "runtime=30",
+        "slurm_partition=debug",
+    )
+    output = result.stdout + result.stderr
+    job_ids = re.findall(r"submitted with SLURM jobid (\d+)", output)
+    print(f"SLURM job ids submitted: {job_ids}")
+    # every job but the local ones (provenance, table, all) went through sbatch:
+    # prepare 1, resample 3, extract 6, train 2, evaluate 2
+    assert len(job_ids) == 14, output[-3000:]
+    assert (tmp_path / "results" / "table.csv").read_bytes() == (
+        local_run / "results" / "table.csv"
+    ).read_bytes()
