@@ -75,8 +75,14 @@ def needs_gpu(representation):
     return 1 if EXTRACTORS[representation].wants_gpu else 0
 
 
+#: extractors whose packages are not in torch.yaml get their own pinned environment
+EXTRACTOR_ENVS = {"jukebox": "../envs/jukebox.yaml", "musicnn": "../envs/musicnn.yaml"}
+
+
 def conda_env_of(representation):
     """The pinned environment of an extractor: torch.yaml for the neural ones."""
+    if EXTRACTORS[representation].name in EXTRACTOR_ENVS:
+        return EXTRACTOR_ENVS[EXTRACTORS[representation].name]
     if EXTRACTORS[representation].wants_gpu:
         return "../envs/torch.yaml"
     return "../envs/handcrafted.yaml"

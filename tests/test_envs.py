@@ -34,9 +34,15 @@ CONDA_NAME = {
     "mirdata": "mirdata",
     "transformers": "transformers",
     "safetensors": "safetensors",
+    "jukebox_infer": "jukebox-infer",
+    "tensorflow": "tensorflow",
+    "musicnn": "musicnn",
 }
 #: packages that arrive with another listed one
 PROVIDED_BY = {"scipy": ("scikit-learn", "librosa"), "numpy": ()}
+
+#: extractors with their own env (as EXTRACTOR_ENVS in rules/common.smk)
+EXTRACTOR_ENVS = {"jukebox": "jukebox.yaml", "musicnn": "musicnn.yaml"}
 
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
 
@@ -222,7 +228,8 @@ def test_each_rule_env_provides_what_its_script_imports():
             continue
         used = script_packages((REPO / "rules" / script).resolve())
         if conda.startswith("lambda"):
-            env_names = ["handcrafted.yaml", "torch.yaml"]  # see conda_env_of in common.smk
+            # see conda_env_of in common.smk
+            env_names = ["handcrafted.yaml", "torch.yaml", *EXTRACTOR_ENVS.values()]
         else:
             env_names = [Path(conda.strip('"')).name]
         for env_name in env_names:
@@ -249,6 +256,7 @@ def test_every_extractor_module_fits_its_env():
     for name, target in EXTRACTOR_CLASSES.items():
         module, cls_name = target.split(":")
         env = "torch.yaml" if get_extractor_class(name).wants_gpu else "handcrafted.yaml"
+        env = EXTRACTOR_ENVS.get(name, env)
         provided = env_packages(REPO / "envs" / env)
         for package in packages_used(module, None):
             if CONDA_NAME.get(package) not in provided:

@@ -14,6 +14,10 @@ EXTRACTOR_CLASSES = {
     "mfcc": "mirprobe.extractors.handcrafted:MFCC",
     "musicgen": "mirprobe.extractors.musicgen:MusicGen",
     "encodec": "mirprobe.extractors.musicgen:EncodecLatents",
+    "jukebox": "mirprobe.extractors.jukebox:Jukebox",
+    "musicnn": "mirprobe.extractors.musicnn:MusiCNN",
+    "clmr": "mirprobe.extractors.clmr:CLMR",
+    "choi": "mirprobe.extractors.choi:Choi",
 }
 
 

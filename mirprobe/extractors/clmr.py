@@ -1,0 +1,155 @@
+"""CLMR: the SampleCNN encoder of Spijkervet & Burgoyne (2021), contrastive pre-training.
+
+Architecture (Spijkervet/CLMR ``clmr/models/sample_cnn.py``, ``strides =
+[3] * 9``): raw 22,050 Hz waveform frames of 59,049 = 3^10 samples ->
+``Conv1d(1, 128, 3, stride 3)`` + BatchNorm + ReLU; nine blocks
+``Conv1d(k=3, padding 1)`` + BatchNorm + ReLU + ``MaxPool1d(3)`` with
+128, 128, 256, 256, 256, 256, 256, 256, 512 channels; then
+``Conv1d(512, 512, 3, padding 1)`` + BatchNorm + ReLU, leaving 512 x 1.
+CLMR removes the classifier head (``encoder.fc = Identity``): the
+representation is that 512-d vector.
+
+Pooling: a clip is cut into consecutive non-overlapping frames of 59,049
+samples (2.68 s); a tail shorter than a frame is dropped, and a clip
+shorter than one frame is zero-padded to one frame. The clip embedding is
+the mean of its frames' 512-d vectors (layer ``encoder``).
+
+Weights (see :mod:`mirprobe.extractors.torch_weights`): ``weights`` +
+``sha256`` name a checkpoint in one of CLMR's formats, read with
+``weights_only=True``: a PyTorch Lightning checkpoint (``state_dict`` with
+``model.encoder.*`` keys, as CLMR 2.x trains), a SimCLR state dict
+(``encoder.*`` keys, CLMR 1.x), or a bare SampleCNN state dict. ``fc.*``
+and projector keys are ignored. The published checkpoints are on the CLMR
+GitHub releases page (zipped: unzip and point ``weights`` at the ``.pt``
+/ ``.ckpt`` file with its sha256). ``random_weights: true`` gives the
+seeded random-initialisation baseline.
+"""
+
+import numpy as np
+
+from ..errors import DataError
+from .base import Extractor
+from .torch_weights import (
+    WEIGHTS_PARAMS,
+    check_weights_params,
+    load_checkpoint,
+    load_into,
+    resolve_weights,
+)
+
+SAMPLE_RATE = 22050
+FRAME = 59049
+HIDDEN = [128, 128, 256, 256, 256, 256, 256, 256, 512]
+
+
+def build_sample_cnn(*, strides=(3,) * 9):
+    """The SampleCNN encoder (no classifier head) as ``torch.nn.Sequential``."""
+    from torch import nn
+
+    blocks = [nn.Sequential(nn.Conv1d(1, 128, 3, stride=3), nn.BatchNorm1d(128), nn.ReLU())]
+    channels = [128, *HIDDEN]
+    for stride, h_in, h_out in zip(strides, channels[:-1], channels[1:], strict=True):
+        blocks.append(
+            nn.Sequential(
+                nn.Conv1d(h_in, h_out, stride, stride=1, padding=1),
+                nn.BatchNorm1d(h_out),
+                nn.ReLU(),
+                nn.MaxPool1d(stride, stride=stride),
+            )
+        )
+    blocks.append(nn.Sequential(nn.Conv1d(512, 512, 3, padding=1), nn.BatchNorm1d(512), nn.ReLU()))
+    return nn.Sequential(*blocks)
+
+
+def encoder_state_dict(checkpoint):
+    """SampleCNN ``sequential.*`` weights of a CLMR checkpoint (any of its formats)."""
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else {}
+    for prefix in ("model.encoder.", "encoder.", ""):
+        picked = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(prefix) and k[len(prefix) :].startswith("sequential.")
+        }
+        if picked:
+            return {k[len("sequential.") :]: v for k, v in picked.items()}
+    return {}
+
+
+class CLMR(Extractor):
+    """CLMR SampleCNN encoder, frame-averaged (see the module docstring)."""
+
+    name = "clmr"
+    sample_rate = SAMPLE_RATE
+    wants_gpu = True
+    default_layers = ("encoder",)
+    params_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            **WEIGHTS_PARAMS,
+            "frame_batch": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 16,
+                "description": "Frames run through the encoder at once.",
+            },
+        },
+    }
+
+    def __init__(self, *, params=None):
+        super().__init__(params=params)
+        defaults = {k: spec["default"] for k, spec in self.params_schema["properties"].items()}
+        self.params = defaults | self.params
+        check_weights_params(self.name, self.params)
+        self.model = None
+
+    def load(self, *, device="cpu", dtype=None):
+        import torch
+
+        params = self.params
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params["seed"])
+            model = build_sample_cnn()
+        if not params["random_weights"]:
+            path = resolve_weights(
+                name=self.name,
+                weights=params["weights"],
+                sha256=params["sha256"],
+                cache_dir=params["cache_dir"],
+            )
+            state = encoder_state_dict(load_checkpoint(path, name=self.name))
+            load_into(model, state, name=self.name, path=path)
+        self.device = str(device)
+        self.model = model.eval().to(self.device)
+        return self
+
+    def frames(self, y):
+        """``(n_frames, 59049)`` non-overlapping frames of one clip."""
+        y = np.asarray(y, dtype=np.float32)
+        if y.ndim != 1 or y.size == 0:
+            raise DataError(f"expected non-empty mono audio (1-d array), got shape {y.shape}")
+        if y.size < FRAME:
+            y = np.pad(y, (0, FRAME - y.size))
+        n = y.size // FRAME
+        return y[: n * FRAME].reshape(n, FRAME)
+
+    def embed(self, batch, *, layers=("encoder",)):
+        import torch
+
+        layers = self.check_layers(layers)
+        if self.model is None:
+            self.load(device=self.device)
+        per_clip = [self.frames(y) for y in batch]
+        stacked = np.concatenate(per_clip)
+        outputs = []
+        step = self.params["frame_batch"]
+        with torch.inference_mode():
+            for start in range(0, len(stacked), step):
+                x = torch.from_numpy(stacked[start : start + step]).to(self.device)
+                outputs.append(self.model(x[:, None, :]).flatten(1).float().cpu().numpy())
+        features = np.concatenate(outputs)
+        bounds = np.cumsum([0] + [len(f) for f in per_clip])
+        pooled = np.stack(
+            [features[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        )
+        return {"encoder": pooled.astype(np.float32)}

@@ -1,0 +1,159 @@
+"""CLMR (SampleCNN) and Choi et al. convnets: random-init shapes, determinism, and
+checkpoints in their real formats through the real loader."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mirprobe.errors import ConfigError, ModelError  # noqa: E402
+from mirprobe.extractors import build_extractor  # noqa: E402
+from mirprobe.extractors.choi import Choi  # noqa: E402
+from mirprobe.extractors.clmr import CLMR, FRAME  # noqa: E402
+
+RANDOM = {"random_weights": True}
+
+
+def clips(sr, seconds, n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    return [
+        (0.3 * np.sin(2 * np.pi * (220 + 110 * k) * t) + 0.05 * rng.standard_normal(t.size)).astype(
+            np.float32
+        )
+        for k in range(n)
+    ]
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def clmr():
+    return CLMR(params=RANDOM).load(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def choi():
+    return Choi(params=RANDOM).load(device="cpu")
+
+
+def test_clmr_shapes_frames_and_determinism(clmr):
+    batch = clips(22050, 6.0)  # two 59,049-sample frames each, tail dropped
+    out = clmr.embed(batch, layers=["encoder"])["encoder"]
+    assert out.shape == (2, 512) and out.dtype == np.float32 and np.isfinite(out).all()
+    again = build_extractor({"extractor": "clmr", "params": RANDOM}).embed(
+        batch, layers=["encoder"]
+    )
+    np.testing.assert_array_equal(out, again["encoder"])
+    # the clip embedding is the mean of its frames' embeddings; batches do not matter
+    y = batch[0]
+    frames = clmr.embed([y[:FRAME], y[FRAME : 2 * FRAME]], layers=["encoder"])["encoder"]
+    np.testing.assert_allclose(out[0], frames.mean(0), rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():
+        direct = clmr.model(torch.from_numpy(y[:FRAME])[None, None]).flatten(1).numpy()
+    np.testing.assert_allclose(frames[0], direct[0], rtol=1e-5, atol=1e-6)
+    short = clmr.embed([y[:1000]], layers=["encoder"])["encoder"]  # zero-padded to one frame
+    assert short.shape == (1, 512)
+    assert not np.allclose(out[0], out[1])
+    assert not np.allclose(out, CLMR(params={**RANDOM, "seed": 1}).embed(batch)["encoder"])
+
+
+@pytest.mark.parametrize("layout", ["lightning", "simclr", "bare"])
+def test_clmr_checkpoint_formats_load_through_the_real_loader(tmp_path, clmr, layout):
+    encoder = {f"sequential.{k}": v for k, v in clmr.model.state_dict().items()}
+    head = {"fc.weight": torch.zeros(50, 512), "fc.bias": torch.zeros(50)}
+    if layout == "lightning":  # CLMR 2.x: a PyTorch Lightning checkpoint
+        state = {f"model.encoder.{k}": v for k, v in encoder.items()}
+        state["model.projector.0.weight"] = torch.zeros(512, 512)
+        checkpoint = {"pytorch-lightning_version": "1.3.8", "epoch": 3, "state_dict": state}
+    elif layout == "simclr":  # CLMR 1.x: the SimCLR module's state_dict
+        checkpoint = {f"encoder.{k}": v for k, v in {**encoder, **head}.items()}
+    else:
+        checkpoint = {**encoder, **head}
+    path = tmp_path / "clmr_checkpoint.pt"
+    torch.save(checkpoint, path)
+    loaded = CLMR(params={"weights": str(path), "sha256": sha256(path)}).load(device="cpu")
+    batch = clips(22050, 3.0)
+    np.testing.assert_array_equal(
+        loaded.embed(batch)["encoder"], clmr.embed(batch, layers=["encoder"])["encoder"]
+    )
+
+
+def test_choi_shapes_layers_and_determinism(choi):
+    batch = clips(12000, 31.0)  # one 29 s window + a 2 s tail
+    out = choi.embed(batch, layers=["all", "layer1", "layer5"])
+    assert out["all"].shape == (2, 160) and out["layer5"].shape == (2, 32)
+    np.testing.assert_array_equal(out["all"][:, :32], out["layer1"])
+    np.testing.assert_array_equal(out["all"][:, 128:], out["layer5"])
+    assert np.isfinite(out["all"]).all() and not np.allclose(out["all"][0], out["all"][1])
+    again = Choi(params=RANDOM).load().embed(batch, layers=["all"])["all"]
+    np.testing.assert_array_equal(out["all"], again)
+    with torch.inference_mode():
+        assert choi.model.log_mel(torch.zeros(1, 29 * 12000)).shape == (1, 1, 96, 1360)
+    # mean over windows
+    y = batch[0]
+    parts = choi.embed([y[: 29 * 12000], y[29 * 12000 :]], layers=["all"])["all"]
+    np.testing.assert_allclose(out["all"][0], parts.mean(0), rtol=1e-5, atol=1e-5)
+    assert Choi.available_layers({}) == ("all", "layer1", "layer2", "layer3", "layer4", "layer5")
+
+
+def test_choi_state_dict_round_trip(tmp_path, choi):
+    path = tmp_path / "choi.pt"
+    torch.save(choi.model.state_dict(), path)
+    loaded = Choi(params={"weights": str(path), "sha256": sha256(path)}).load()
+    batch = clips(12000, 5.0)
+    np.testing.assert_array_equal(loaded.embed(batch)["all"], choi.embed(batch)["all"])
+
+
+@pytest.mark.parametrize("cls", [CLMR, Choi])
+def test_weight_errors_name_the_file(tmp_path, cls):
+    missing = tmp_path / "no-such-weights.pt"
+    with pytest.raises(ModelError, match="no-such-weights.pt.*not found"):
+        cls(params={"weights": str(missing), "sha256": "0" * 64}).load()
+    path = tmp_path / "weights.pt"
+    torch.save({"x": torch.zeros(1)}, path)
+    with pytest.raises(ModelError, match="weights.pt.*checksum mismatch"):
+        cls(params={"weights": str(path), "sha256": "0" * 64}).load()
+    with pytest.raises(ModelError, match="weights.pt.*does not fit"):
+        cls(params={"weights": str(path), "sha256": sha256(path)}).load()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="garbage.pt"):
+        cls(params={"weights": str(garbage), "sha256": sha256(garbage)}).load()
+    with pytest.raises(ConfigError, match="sha256"):
+        cls(params={})
+
+
+def test_url_weights_are_fetched_into_the_cache_and_verified(tmp_path, choi, monkeypatch):
+    from mirprobe.extractors import torch_weights
+
+    source = tmp_path / "src" / "choi.pt"
+    source.parent.mkdir()
+    torch.save(choi.model.state_dict(), source)
+    digest = sha256(source)
+    calls = []
+
+    def fake_fetch(remote, *, root):
+        calls.append(remote)
+        dest = root / remote.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(source.read_bytes())
+        return dest
+
+    monkeypatch.setattr("mirprobe.download.fetch", fake_fetch)
+    params = {
+        "weights": "https://example.org/models/choi.pt",
+        "sha256": digest,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    loaded = Choi(params=params).load()
+    assert calls[0].urls == ("https://example.org/models/choi.pt",)
+    assert calls[0].checksum == digest
+    assert (tmp_path / "cache" / f"{digest[:12]}-choi.pt").is_file()
+    batch = clips(12000, 3.0)
+    np.testing.assert_array_equal(loaded.embed(batch)["all"], choi.embed(batch)["all"])
+    assert torch_weights.DEFAULT_CACHE.startswith("~")
