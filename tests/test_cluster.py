@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 import pytest
-from test_workflow import write_config
+from test_workflow import run, write_config
 
-from conftest import REPO, requires_fluidsynth, snakemake
+from conftest import REPO, requires_fluidsynth
 
 pytestmark = [pytest.mark.workflow, requires_fluidsynth]
 
@@ -30,12 +30,6 @@ TINY_NEURAL = {
     "params": {"architecture": "tiny", "random_weights": True},
     "layers": [2],
 }
-
-
-def run(workdir, *args, check=True):
-    return snakemake(
-        workdir, "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, check=check
-    )
 
 
 @pytest.fixture(scope="module")
