@@ -234,3 +234,109 @@ def test_sklearn_cv_protocol_is_labelled_and_round_trips(task_type, tmp_path):
     np.testing.assert_array_equal(loaded.predict_scores(X_test), scores)
     assert loaded.config == result.best_config
     assert loaded.ensemble == result.best.ensemble
+
+
+# -- vectorised validation metrics ---------------------------------------------
+
+
+def _with_ties(scores):
+    """Round some columns hard so that many scores tie (as float outputs sometimes do)."""
+    scores = scores.copy()
+    scores[..., ::2] = np.round(scores[..., ::2] * 2) / 2
+    scores[0, :, 0] = 0.25  # one constant column: a single tie block
+    return scores
+
+
+def test_ranked_multilabel_metrics_equal_sklearn():
+    import warnings
+
+    from mirprobe.metrics import TagExclusionWarning, compute_metrics, multilabel_metrics_batched
+
+    rng = np.random.default_rng(4)
+    n, t, k = 300, 7, 4
+    y = (rng.random((n, t)) < np.linspace(0.02, 0.6, t)).astype(int)
+    y[:, 3] = 0  # an unscorable tag, excluded from the macro means
+    labels = [f"tag{i}" for i in range(t)]
+    for scores in (
+        rng.normal(size=(k, n, t)).astype(np.float32),
+        _with_ties(rng.normal(size=(k, n, t))),
+        _with_ties(rng.normal(size=(k, n, t))).astype(np.float32),
+    ):
+        with pytest.warns(TagExclusionWarning):
+            fast = multilabel_metrics_batched(y, scores, labels=labels)
+        for j in range(k):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TagExclusionWarning)
+                ref = compute_metrics("multilabel", y_true=y, scores=scores[j], labels=labels)
+            assert set(fast[j]) == set(ref)
+            assert fast[j]["tags_excluded"] == ref["tags_excluded"] == ["tag3"]
+            assert fast[j]["n_tags_scored"] == ref["n_tags_scored"]
+            for name in ("roc_auc_macro", "ap_macro", "roc_auc_micro", "ap_micro", "primary"):
+                assert abs(fast[j][name] - ref[name]) < 1e-12, name
+
+
+def test_key_score_table_equals_mir_eval_on_every_pair():
+    import mir_eval
+    import torch
+
+    from mirprobe.probes.batched import _Task
+    from mirprobe.probes.training import _validate_inputs
+
+    data = problem("key")
+    (X_train, y_train), (X_valid, y_valid) = data["train"], data["valid"]
+    inputs = _validate_inputs(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type="key",
+        labels=KEYS,
+        valid_groups=data["valid_groups"],
+    )
+    task = _Task("key", inputs, device=torch.device("cpu"))
+    for i, ref in enumerate(KEYS):
+        for j, est in enumerate(KEYS):
+            assert task.key_table[i, j] == mir_eval.key.weighted_score(ref, est)
+
+
+@pytest.mark.parametrize("task_type", ["multiclass", "key", "multilabel", "regression"])
+def test_vectorised_primary_equals_compute_metrics(task_type):
+    import warnings
+
+    import torch
+
+    from mirprobe.metrics import compute_metrics
+    from mirprobe.probes.batched import _Task
+    from mirprobe.probes.training import TRAINING_ENSEMBLE, _validate_inputs
+
+    data = problem(task_type)
+    (X_train, y_train), (X_valid, y_valid) = data["train"], data["valid"]
+    inputs = _validate_inputs(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type=task_type,
+        labels=data["labels"],
+        valid_groups=data["valid_groups"],
+    )
+    task = _Task(task_type, inputs, device=torch.device("cpu"))
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(6, len(y_valid), len(data["labels"])))
+    if task_type == "multilabel":
+        scores = _with_ties(scores)
+    scores = scores.astype(np.float32)
+    fast = task.primary(torch.from_numpy(scores))
+    extra = {}
+    if task_type == "key":
+        extra = {"groups": data["valid_groups"], "ensemble": TRAINING_ENSEMBLE}
+    for j in range(len(scores)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = compute_metrics(
+                task_type, y_true=y_valid, scores=scores[j], labels=data["labels"], **extra
+            )["primary"]
+        assert abs(fast[j] - ref) < 1e-12
+    scores[2, 0, 0] = np.nan  # a diverged config scores nan, the others are untouched
+    again = task.primary(torch.from_numpy(scores))
+    assert np.isnan(again[2]) and np.allclose(np.delete(again, 2), np.delete(fast, 2))

@@ -27,33 +27,45 @@ are batched products (``torch.baddbmm``) over the pack. Parameters are
 stacked config-first, ``(k, out, in)`` and ``(k, out)``, so every config's
 slice is contiguous and in ``nn.Linear`` layout. Gradients are computed by
 hand (the network is fixed: linear layers, ReLU, dropout; cross-entropy, BCE
-with logits or MSE, each a per-config mean) into preallocated buffers.
+with logits or MSE, each a per-config mean) into preallocated buffers. Each
+step's dropout masks, ``(u >= p) * keep_scale`` as ``apply_dropout`` forms
+them, are built once per dropout rate and shared by the packs (and by the
+forward and backward passes).
 
 Adam
 ----
 Coupled L2 (``grad + l2 * w``), ``torch.optim.Adam``'s defaults
 (betas 0.9/0.999, eps 1e-8), per-config learning rate and weight decay. The
 default path calls torch's fused Adam kernel (``torch._fused_adam_``, one
-pass over memory) once per distinct ``(learning_rate, l2)`` on the configs'
-slices; ``fused=False`` (or a torch without that kernel) uses a hand-written
+pass over memory) once per distinct ``(learning_rate, l2)`` on the slices of
+every config of the group that has it (all packs in one call); ``fused=False`` (or a torch without that kernel) uses a hand-written
 update on the stacked tensors with per-config ``lr``/``l2`` columns, which
 follows ``torch.optim.Adam``'s single-tensor arithmetic step by step.
 
 Early stopping
 --------------
 Every ``eval_every`` steps all live configs are scored on the validation
-split with vectorised versions of the primary metrics (accuracy; key
-weighted score with ``mean_prob`` song pooling; macro ROC-AUC from ranks,
-falling back to scikit-learn when scores tie; mean R²). Each config keeps
-its own boredom counter, best score, best step and best-state snapshot.
-A config that stops (patience, ``max_steps`` or non-finite outputs) has its
-best state copied out and is compacted away, so it costs nothing afterwards.
-Its ``valid_metrics`` are then computed with ``mirprobe.metrics`` from its
-restored network, exactly as the serial reference reports them (for
-``key``: with the ensemble chosen on validation).
+split with vectorised versions of the primary metrics, all configs of a
+pack at once: accuracy; key weighted score with ``mean_prob`` song pooling,
+through a 24 x 24 table of ``mir_eval.key.weighted_score``; macro ROC-AUC
+from ranks (``mirprobe.metrics.ranked_binary_scores``: Mann-Whitney with
+average ranks for ties, equal to scikit-learn's to float rounding); mean R².
+Each config keeps its own boredom counter, best score, best step and
+best-state snapshot (parameters and validation outputs, copied into
+preallocated stacks). A config that stops (patience, ``max_steps`` or
+non-finite outputs) has its best state copied out and is compacted away, so
+it costs nothing afterwards. Its ``valid_metrics`` are computed from the
+validation outputs of its best evaluation, as the serial reference keeps the
+metrics of its best evaluation: with ``mirprobe.metrics.compute_metrics``
+(for ``key``: with the ensemble chosen on validation), or, for
+``multilabel``, with ``mirprobe.metrics.multilabel_metrics_batched`` for the
+whole group at once (same values as scikit-learn's to float rounding). The
+batched outputs differ from the serial network's by float rounding only, so
+metrics agree to float tolerance; a rank-based metric can move by a tie's
+worth (1 / (P N)) where two rounded outputs tie on one side only.
 
-``wall_s`` in a batched record is the group's wall time shared out in
-proportion to the steps each config took.
+``wall_s`` in a batched record is the group's wall time (training and the
+final metric pass) shared out in proportion to the steps each config took.
 """
 
 import math
@@ -65,15 +77,19 @@ import numpy as np
 import torch
 
 from mirprobe.errors import DataError
-from mirprobe.metrics import TagExclusionWarning, compute_metrics
-from mirprobe.probes.model import FittedProbe, ProbeMLP, TrainingRecord, forward_scaled
+from mirprobe.metrics import (
+    TagExclusionWarning,
+    compute_metrics,
+    multilabel_metrics_batched,
+    ranked_binary_scores,
+)
+from mirprobe.probes.model import FittedProbe, ProbeMLP, TrainingRecord
 from mirprobe.probes.training import (
     TRAINING_ENSEMBLE,
     GridResult,
     _choose_ensemble,
     _deterministic_algorithms,
     _validate_inputs,
-    apply_dropout,
     dropout_generators,
     grid_record,
     keep_scale,
@@ -215,6 +231,7 @@ def _train_group(configs, *, task, scaled, device, fused):
     generators = dropout_generators(first.seed, n_sites=len(widths) - 1, device=device)
     step_t = torch.zeros((), dtype=torch.float32, device=device)
     step = 0
+    merged_key, merged_lists = None, None
     while packs:
         if step % eval_every == 0:
             for pack in packs:
@@ -230,7 +247,8 @@ def _train_group(configs, *, task, scaled, device, fused):
                 )
             packs = [pack for pack in packs if pack.k]
             for pack in packs:
-                primaries = task.primary(pack.evaluate(scaled[pack.standardize]["valid_t"]))
+                outputs = pack.evaluate(scaled[pack.standardize]["valid_t"])
+                primaries = task.primary(outputs)
                 improved, diverged = [], []
                 for j, i in enumerate(pack.positions):
                     score = primaries[j]
@@ -250,7 +268,7 @@ def _train_group(configs, *, task, scaled, device, fused):
                         improved.append(j)
                     else:
                         state["boredom"] += 1
-                pack.snapshot(improved)
+                pack.snapshot(improved, outputs)
                 pack.finish(diverged, reason="diverged", step=step, finished=finished)
             packs = [pack for pack in packs if pack.k]
         for pack in packs:
@@ -277,16 +295,27 @@ def _train_group(configs, *, task, scaled, device, fused):
         y_batch = task.y_train_t[batch]
         step_t += 1
         bias_correction = _BiasCorrection(step + 1)
+        masks = {}  # apply_dropout's mask, (uniform >= p) * keep_scale, once per rate
         for pack in packs:
-            pack.gradients(x_batch[pack.standardize], y_batch, uniforms, task=task)
-            pack.adam(step_t, bias_correction, fused=fused)
+            if pack.dropout not in masks:
+                masks[pack.dropout] = [
+                    (uniform >= pack.dropout).to(uniform.dtype) * pack.keep_scale
+                    for uniform in uniforms
+                ]
+            pack.gradients(x_batch[pack.standardize], y_batch, masks[pack.dropout], task=task)
+        if fused:
+            # One fused call per (learning_rate, l2) over the slices of every pack.
+            lists_key = tuple(id(pack.fused_lists) for pack in packs)
+            if lists_key != merged_key:
+                merged_key, merged_lists = lists_key, _merge_fused_lists(packs)
+            _fused_adam(merged_lists, step_t)
+        else:
+            for pack in packs:
+                pack.adam(step_t, bias_correction, fused=False)
         step += 1
 
-    wall_s = time.perf_counter() - start
-    total_steps = sum(f["n_steps"] + 1 for f in finished)
-    probes = []
+    modules, valid_scores = [], []
     for i, config in enumerate(configs):
-        state, done = states[i], finished[i]
         with torch.device("meta"):  # no random init: the weights are loaded next
             module = ProbeMLP(
                 n_features=n_features,
@@ -294,42 +323,86 @@ def _train_group(configs, *, task, scaled, device, fused):
                 n_outputs=task.n_outputs,
                 dropout=config.dropout,
             )
-        module.to_empty(device=device).load_state_dict(done["state"])
+        module.to_empty(device=device).load_state_dict(finished[i]["state"])
         module.eval()
-        mean, scale = scaled[config.standardize]["mean"], scaled[config.standardize]["scale"]
-        X_valid_scaled = scaled[config.standardize]["X_valid"]
-        valid_scores = forward_scaled(module, X_valid_scaled, device=device)
-        ensemble = None
-        if task.task_type == "key":
-            ensemble, valid_metrics = _choose_ensemble(
-                valid_scores, task.y_valid, labels=task.labels, groups=task.valid_groups
+        modules.append(module)
+        valid_scores.append(finished[i]["valid_scores"])
+    ensembles = [None] * len(configs)
+    if task.task_type == "multilabel":
+        # All configs at once, from ranks (equal to scikit-learn to float rounding).
+        all_metrics = multilabel_metrics_batched(
+            task.y_valid, np.stack(valid_scores), labels=task.labels
+        )
+    elif task.task_type == "key":
+        all_metrics = []
+        for j, scores in enumerate(valid_scores):
+            ensembles[j], metrics = _choose_ensemble(
+                scores, task.y_valid, labels=task.labels, groups=task.valid_groups
             )
-        else:
-            valid_metrics = compute_metrics(
-                task.task_type, y_true=task.y_valid, scores=valid_scores, labels=task.labels
-            )
+            all_metrics.append(metrics)
+    else:
+        all_metrics = [
+            compute_metrics(task.task_type, y_true=task.y_valid, scores=scores, labels=task.labels)
+            for scores in valid_scores
+        ]
+
+    wall_s = time.perf_counter() - start
+    total_steps = sum(f["n_steps"] + 1 for f in finished)
+    probes = []
+    for i, config in enumerate(configs):
+        state, done = states[i], finished[i]
         record = TrainingRecord(
             curve=state["curve"],
             best_step=state["best_step"],
             best_score=state["best_score"],
             n_steps=done["n_steps"],
             wall_s=wall_s * (done["n_steps"] + 1) / total_steps,
-            valid_metrics=valid_metrics,
+            valid_metrics=all_metrics[i],
             stopped_by=done["stopped_by"],
         )
         probes.append(
             FittedProbe(
                 config=config,
-                scaler_mean=mean,
-                scaler_scale=scale,
-                module=module,
+                scaler_mean=scaled[config.standardize]["mean"],
+                scaler_scale=scaled[config.standardize]["scale"],
+                module=modules[i],
                 labels=task.labels,
                 task_type=task.task_type,
                 record=record,
-                ensemble=ensemble,
+                ensemble=ensembles[i],
             )
         )
     return probes
+
+
+def _merge_fused_lists(packs):
+    merged = {}
+    for pack in packs:
+        for key, lists in pack.fused_lists.items():
+            target = merged.setdefault(key, ([], [], [], []))
+            for into, items in zip(target, lists, strict=True):
+                into.extend(items)
+    return merged
+
+
+def _fused_adam(fused_lists, step_t):
+    """torch's fused Adam (coupled L2) once per ``(learning_rate, l2)`` key of ``fused_lists``."""
+    for (lr, l2), (params, grads, exp_avgs, exp_avg_sqs) in fused_lists.items():
+        torch._fused_adam_(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            [step_t] * len(params),
+            lr=lr,
+            beta1=BETA1,
+            beta2=BETA2,
+            weight_decay=l2,
+            eps=EPS,
+            amsgrad=False,
+            maximize=False,
+        )
 
 
 def _layer_names(n_hidden):
@@ -363,6 +436,7 @@ class _Pack:
         self.exp_avgs = [torch.zeros_like(p) for p in params]
         self.exp_avg_sqs = [torch.zeros_like(p) for p in params]
         self.best = [p.clone() for p in params]
+        self.best_outputs = None
         self._index_lists()
 
     @property
@@ -388,17 +462,17 @@ class _Pack:
 
     # -- training --
 
-    def gradients(self, x, y, uniforms, *, task):
+    def gradients(self, x, y, masks, *, task):
         """Fill ``self.grads`` with every config's gradient of its mean loss on the batch."""
         k, rows = self.k, x.shape[0]
         weights, biases = self.weights, self.biases
-        x = apply_dropout(x, uniforms[0], self.keep_scale, self.dropout)
+        x = x * masks[0]
         width = weights[0].shape[1]
         z = torch.addmm(biases[0].view(-1), x, weights[0].view(k * width, -1).t())
         z = z.view(rows, k, width).transpose(0, 1)
         pre, acts = [], []
         for layer in range(1, len(weights)):
-            act = apply_dropout(torch.relu(z), uniforms[layer], self.keep_scale, self.dropout)
+            act = torch.relu(z).mul_(masks[layer])
             pre.append(z)
             acts.append(act)
             z = torch.baddbmm(biases[layer].unsqueeze(1), act, weights[layer].transpose(1, 2))
@@ -409,7 +483,7 @@ class _Pack:
             torch.bmm(grad_z.transpose(1, 2), act, out=self.grads[layer])
             torch.sum(grad_z, dim=1, out=self.grads[n_layers + layer])
             grad_act = torch.bmm(grad_z, weights[layer])
-            grad_z = apply_dropout(grad_act, uniforms[layer], self.keep_scale, self.dropout)
+            grad_z = grad_act.mul_(masks[layer])
             grad_z = grad_z * (pre[layer - 1] > 0)
         grad_z = grad_z.transpose(0, 1).reshape(rows, k * width)
         torch.mm(grad_z.t(), x, out=self.grads[0].view(k * width, -1))
@@ -418,22 +492,7 @@ class _Pack:
     def adam(self, step_t, bias_correction, *, fused):
         """One Adam step (coupled L2) with each config's learning rate and weight decay."""
         if fused:
-            for (lr, l2), (params, grads, exp_avgs, exp_avg_sqs) in self.fused_lists.items():
-                torch._fused_adam_(
-                    params,
-                    grads,
-                    exp_avgs,
-                    exp_avg_sqs,
-                    [],
-                    [step_t] * len(params),
-                    lr=lr,
-                    beta1=BETA1,
-                    beta2=BETA2,
-                    weight_decay=l2,
-                    eps=EPS,
-                    amsgrad=False,
-                    maximize=False,
-                )
+            _fused_adam(self.fused_lists, step_t)
             return
         # torch.optim.Adam's single-tensor arithmetic, one column per config.
         step_size = torch.tensor(
@@ -470,17 +529,20 @@ class _Pack:
                 chunks.append(z)
         return torch.cat(chunks, dim=1)
 
-    def snapshot(self, improved):
-        """Copy the current parameters of the configs at ``improved`` into the best state."""
+    def snapshot(self, improved, outputs):
+        """Copy the parameters and validation outputs of the configs at ``improved``."""
         if not improved:
             return
+        if self.best_outputs is None:
+            self.best_outputs = torch.empty_like(outputs)
+        pairs = zip([*self.best, self.best_outputs], [*self.params, outputs], strict=True)
         if len(improved) == self.k:
-            for best, param in zip(self.best, self.params, strict=True):
-                best.copy_(param)
+            for best, current in pairs:
+                best.copy_(current)
             return
         index = torch.tensor(improved, device=self.weights[0].device)
-        for best, param in zip(self.best, self.params, strict=True):
-            best.index_copy_(0, index, param.index_select(0, index))
+        for best, current in pairs:
+            best.index_copy_(0, index, current.index_select(0, index))
 
     def finish(self, stopping, *, reason, step, finished):
         """Copy out the best state of the configs at ``stopping`` and drop them."""
@@ -492,7 +554,12 @@ class _Pack:
             for layer, name in enumerate(self.names):
                 state[f"{name}.weight"] = self.best[layer][j].detach().cpu().clone()
                 state[f"{name}.bias"] = self.best[n_layers + layer][j].detach().cpu().clone()
-            finished[self.positions[j]] = {"state": state, "n_steps": step, "stopped_by": reason}
+            finished[self.positions[j]] = {
+                "state": state,
+                "valid_scores": self.best_outputs[j].detach().cpu().numpy(),
+                "n_steps": step,
+                "stopped_by": reason,
+            }
         keep = [j for j in range(self.k) if j not in set(stopping)]
         index = torch.tensor(keep, dtype=torch.long, device=self.weights[0].device)
 
@@ -505,6 +572,8 @@ class _Pack:
         self.exp_avgs = select(self.exp_avgs)
         self.exp_avg_sqs = select(self.exp_avg_sqs)
         self.best = select(self.best)
+        if self.best_outputs is not None:
+            self.best_outputs = self.best_outputs.index_select(0, index)
         self.positions = [self.positions[j] for j in keep]
         self.lr = [self.lr[j] for j in keep]
         self.l2 = [self.l2[j] for j in keep]
@@ -566,8 +635,7 @@ class _Task:
             self.scorable = np.flatnonzero((n_positive > 0) & (n_positive < len(y)))
             positive = y[:, self.scorable].astype(bool)
             self.positive = torch.from_numpy(positive)
-            self.n_positive = positive.sum(axis=0).astype(np.float64)
-            self.n_negative = len(y) - self.n_positive
+            self.scorable_t = torch.from_numpy(self.scorable)
         elif task_type == "regression":
             y64 = y.astype(np.float64)
             self.y_valid_t = torch.from_numpy(y64)
@@ -589,53 +657,37 @@ class _Task:
 
     def primary(self, scores):
         """Validation primary metric of every config; ``nan`` where outputs are not finite."""
-        scores = scores.detach().to("cpu", torch.float64)
-        finite = torch.isfinite(scores).flatten(1).all(dim=1).numpy()
+        scores = scores.detach().cpu()
+        finite = torch.isfinite(scores).flatten(1).all(dim=1)
         values = np.full(len(scores), math.nan)
-        if not finite.any():
-            return values
-        ok = np.flatnonzero(finite)
-        values[ok] = getattr(self, f"_primary_{self.task_type}")(scores[torch.from_numpy(ok)])
+        if bool(finite.all()):
+            values[:] = getattr(self, f"_primary_{self.task_type}")(scores)
+        elif bool(finite.any()):
+            ok = torch.nonzero(finite).flatten()
+            values[ok.numpy()] = getattr(self, f"_primary_{self.task_type}")(scores[ok])
         return values
 
     def _primary_multiclass(self, scores):
         return (scores.argmax(dim=-1) == self.y_valid_t).double().mean(dim=1).numpy()
 
     def _primary_key(self, scores):
-        probs = torch.softmax(scores, dim=-1)
+        probs = torch.softmax(scores.double(), dim=-1)
         pooled = torch.zeros(len(scores), self.n_songs, scores.shape[-1], dtype=torch.float64)
         pooled.index_add_(1, self.song_of_clip, probs)
         pooled /= self.song_counts[:, None]
         predicted = pooled.argmax(dim=-1).numpy()
-        song_scores = self.key_table[self.song_true[None, :], predicted]
-        return np.array([np.mean(row) for row in song_scores])
+        return self.key_table[self.song_true[None, :], predicted].mean(axis=1)
 
     def _primary_multilabel(self, scores):
-        scores = scores[:, :, torch.from_numpy(self.scorable)]
-        ordered, order = scores.sort(dim=1)
-        values = np.empty(len(scores))
-        ties = (ordered[:, 1:] == ordered[:, :-1]).flatten(1).any(dim=1).numpy()
-        ranks = torch.empty_like(order)
-        rank_values = torch.arange(1, scores.shape[1] + 1).view(1, -1, 1).expand_as(order)
-        ranks.scatter_(1, order, rank_values)
-        rank_sum = (ranks.double() * self.positive).sum(dim=1).numpy()
-        auc = (rank_sum - self.n_positive * (self.n_positive + 1) / 2) / (
-            self.n_positive * self.n_negative
+        # Ranks of the raw (float32) outputs: the order and ties are those of
+        # their float64 copies, so no conversion is needed.
+        auc, _ = ranked_binary_scores(
+            self.positive, scores[:, :, self.scorable_t].numpy(), need_ap=False
         )
-        for j in range(len(scores)):
-            if ties[j]:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", TagExclusionWarning)
-                    full = np.zeros((scores.shape[1], self.n_outputs))
-                    full[:, self.scorable] = scores[j].numpy()
-                    values[j] = compute_metrics(
-                        "multilabel", y_true=self.y_valid, scores=full, labels=self.labels
-                    )["primary"]
-            else:
-                values[j] = float(np.mean(auc[j]))
-        return values
+        return auc.mean(axis=1)
 
     def _primary_regression(self, scores):
+        scores = scores.double()
         if (self.ss_tot == 0).any():
             return np.array(
                 [
@@ -646,4 +698,4 @@ class _Task:
                 ]
             )
         ss_res = ((self.y_valid_t - scores) ** 2).sum(dim=1).numpy()
-        return np.array([float(np.mean(1 - row / self.ss_tot)) for row in ss_res])
+        return (1 - ss_res / self.ss_tot).mean(axis=1)
