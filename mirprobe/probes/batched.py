@@ -52,7 +52,10 @@ from ranks (``mirprobe.metrics.ranked_binary_scores``: Mann-Whitney with
 average ranks for ties, equal to scikit-learn's to float rounding); mean R².
 Each config keeps its own boredom counter, best score, best step and
 best-state snapshot (parameters and validation outputs, copied into
-preallocated stacks). A config that stops (patience, ``max_steps`` or
+preallocated stacks). At step 0 every config still holds the group's initial
+weights, so one config per ``standardize`` is evaluated and scored and its
+outputs serve every config with that scaling (as the serial reference gives
+them all the same step-0 score). A config that stops (patience, ``max_steps`` or
 non-finite outputs) has its best state copied out and is compacted away, so
 it costs nothing afterwards. Its ``valid_metrics`` are computed from the
 validation outputs of its best evaluation, as the serial reference keeps the
@@ -246,9 +249,13 @@ def _train_group(configs, *, task, scaled, device, fused):
                     finished=finished,
                 )
             packs = [pack for pack in packs if pack.k]
+            initial = {}  # step 0: one evaluation per standardize (see _initial_scores)
             for pack in packs:
-                outputs = pack.evaluate(scaled[pack.standardize]["valid_t"])
-                primaries = task.primary(outputs)
+                if step == 0:
+                    outputs, primaries = _initial_scores(pack, task, scaled, initial)
+                else:
+                    outputs = pack.evaluate(scaled[pack.standardize]["valid_t"])
+                    primaries = task.primary(outputs)
                 improved, diverged = [], []
                 for j, i in enumerate(pack.positions):
                     score = primaries[j]
@@ -373,6 +380,22 @@ def _train_group(configs, *, task, scaled, device, fused):
             )
         )
     return probes
+
+
+def _initial_scores(pack, task, scaled, cache):
+    """Step-0 validation outputs and primaries of ``pack``, shared per standardize.
+
+    Before the first step every config of a group holds the same initial
+    weights and evaluation has no dropout, so a config's outputs depend only
+    on its scaling: one config is evaluated and scored per ``standardize``
+    (as the serial reference would score each of them), and its outputs are
+    shared by every config of the packs with that scaling.
+    """
+    if pack.standardize not in cache:
+        first = pack.evaluate(scaled[pack.standardize]["valid_t"], count=1)
+        cache[pack.standardize] = (first, task.primary(first))
+    first, primary = cache[pack.standardize]
+    return first.expand(pack.k, -1, -1), np.repeat(primary, pack.k)
 
 
 def _merge_fused_lists(packs):
@@ -512,9 +535,11 @@ class _Pack:
 
     # -- evaluation and state --
 
-    def evaluate(self, X_valid):
-        """Eval-mode outputs of every config, shape (k, n_valid, n_outputs)."""
-        k, weights, biases = self.k, self.weights, self.biases
+    def evaluate(self, X_valid, count=None):
+        """Eval-mode outputs of every config (the first ``count``), shape (k, n_valid, n_outputs)."""
+        k = self.k if count is None else count
+        weights = [weight[:k] for weight in self.weights]
+        biases = [bias[:k] for bias in self.biases]
         width = weights[0].shape[1]
         chunks = []
         with torch.no_grad():
@@ -527,14 +552,16 @@ class _Pack:
                         biases[layer].unsqueeze(1), torch.relu(z), weights[layer].transpose(1, 2)
                     )
                 chunks.append(z)
-        return torch.cat(chunks, dim=1)
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
     def snapshot(self, improved, outputs):
         """Copy the parameters and validation outputs of the configs at ``improved``."""
         if not improved:
             return
         if self.best_outputs is None:
-            self.best_outputs = torch.empty_like(outputs)
+            self.best_outputs = torch.empty(
+                outputs.shape, dtype=outputs.dtype, device=outputs.device
+            )
         pairs = zip([*self.best, self.best_outputs], [*self.params, outputs], strict=True)
         if len(improved) == self.k:
             for best, current in pairs:
