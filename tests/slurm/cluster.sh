@@ -84,6 +84,9 @@ stop_daemons_only() {
     done
 }
 stop_daemons_only
+# daemons of an earlier test cluster (another state dir) would hold the ports
+pkill -x slurmctld 2>/dev/null || true
+pkill -x slurmd 2>/dev/null || true
 sleep 1
 /usr/sbin/slurmctld -f "$SLURM_CONF"
 /usr/sbin/slurmd -f "$SLURM_CONF"
