@@ -34,13 +34,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import Extractor
-from .torch_weights import (
-    WEIGHTS_PARAMS,
-    check_weights_params,
-    load_checkpoint,
-    load_into,
-    resolve_weights,
-)
+from .torch_weights import WEIGHTS_PARAMS, build_with_weights, check_weights_params
 
 SAMPLE_RATE = 12000
 N_FFT = 512
@@ -132,20 +126,7 @@ class Choi(Extractor):
         return ("all", *(f"layer{i}" for i in range(1, len(POOLINGS) + 1)))
 
     def load(self, *, device="cpu", dtype=None):
-        import torch
-
-        params = self.params
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(params["seed"])
-            model = build_choi_convnet()
-        if not params["random_weights"]:
-            path = resolve_weights(
-                name=self.name,
-                weights=params["weights"],
-                sha256=params["sha256"],
-                cache_dir=params["cache_dir"],
-            )
-            load_into(model, load_checkpoint(path, name=self.name), name=self.name, path=path)
+        model = build_with_weights(name=self.name, params=self.params, build=build_choi_convnet)
         self.device = str(device)
         self.model = model.eval().to(self.device)
         return self

@@ -29,13 +29,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import Extractor
-from .torch_weights import (
-    WEIGHTS_PARAMS,
-    check_weights_params,
-    load_checkpoint,
-    load_into,
-    resolve_weights,
-)
+from .torch_weights import WEIGHTS_PARAMS, build_with_weights, check_weights_params
 
 SAMPLE_RATE = 22050
 FRAME = 59049
@@ -104,21 +98,12 @@ class CLMR(Extractor):
         self.model = None
 
     def load(self, *, device="cpu", dtype=None):
-        import torch
-
-        params = self.params
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(params["seed"])
-            model = build_sample_cnn()
-        if not params["random_weights"]:
-            path = resolve_weights(
-                name=self.name,
-                weights=params["weights"],
-                sha256=params["sha256"],
-                cache_dir=params["cache_dir"],
-            )
-            state = encoder_state_dict(load_checkpoint(path, name=self.name))
-            load_into(model, state, name=self.name, path=path)
+        model = build_with_weights(
+            name=self.name,
+            params=self.params,
+            build=build_sample_cnn,
+            to_state_dict=encoder_state_dict,
+        )
         self.device = str(device)
         self.model = model.eval().to(self.device)
         return self

@@ -115,3 +115,26 @@ def load_into(module, state_dict, *, name, path):
         )
     module.load_state_dict(state_dict, strict=True)
     return module
+
+
+def build_with_weights(*, name, params, build, to_state_dict=None):
+    """``build()`` seeded with ``params["seed"]``; unless ``params["random_weights"]``,
+    the checksum-verified checkpoint ``params["weights"]`` is loaded into it
+    (``to_state_dict`` maps a checkpoint's layout to the module's keys)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(params["seed"])
+        model = build()
+    if not params["random_weights"]:
+        path = resolve_weights(
+            name=name,
+            weights=params["weights"],
+            sha256=params["sha256"],
+            cache_dir=params["cache_dir"],
+        )
+        state = load_checkpoint(path, name=name)
+        if to_state_dict is not None:
+            state = to_state_dict(state)
+        load_into(model, state, name=name, path=path)
+    return model
