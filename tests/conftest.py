@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -5,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 #: third-party fixtures are read in place, never copied into the repository
@@ -44,3 +46,59 @@ def snakemake(workdir, *args, check=True, timeout=900):
             f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         )
     return result
+
+
+#: a small setting of the default workflow, run end to end by the workflow tests
+SMALL = {
+    "seed": 0,
+    "device": "cpu",
+    "datasets": {
+        "synth_key": {
+            "kind": "synthetic_key",
+            "label": "SynthKey",
+            "shard_size": 40,
+            "params": {"clips_per_key": 4, "duration": 2.0, "seed": 0},
+        }
+    },
+    "representations": {
+        "chroma": {"extractor": "chroma", "label": "Chroma"},
+        "mfcc": {"extractor": "mfcc", "label": "MFCC"},
+    },
+    "probe": {
+        "grid": {
+            "hidden_sizes": [[], [32]],
+            "learning_rate": [0.001],
+            "l2": [0.0],
+            "dropout": [0.25],
+        },
+        "patience": 8,
+        "max_steps": 400,
+    },
+}
+
+
+def write_config(workdir, **overrides):
+    config = json.loads(json.dumps(SMALL))
+    for key, value in overrides.items():
+        config[key] = value
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run(workdir, *args, check=True):
+    return snakemake(
+        workdir, "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, check=check
+    )
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One run of the SMALL config, shared by the tests that only read it (and by
+    the deletion test, which restores it): a from-scratch rerun elsewhere must
+    give its table byte for byte."""
+    workdir = tmp_path_factory.mktemp("run")
+    write_config(workdir)
+    run(workdir)
+    return workdir

@@ -18,9 +18,8 @@ import time
 
 import numpy as np
 import pytest
-from test_workflow import run, write_config
 
-from conftest import REPO, requires_fluidsynth
+from conftest import REPO, requires_fluidsynth, run, write_config
 
 pytestmark = [pytest.mark.workflow, requires_fluidsynth]
 
@@ -30,14 +29,6 @@ TINY_NEURAL = {
     "params": {"architecture": "tiny", "random_weights": True},
     "layers": [2],
 }
-
-
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("local")
-    write_config(workdir)
-    run(workdir)
-    return workdir
 
 
 def profiles(workdir, representation):
@@ -57,7 +48,8 @@ def test_gpu_jobs_run_one_at_a_time_beside_cpu_jobs(tmp_path):
         "neural": TINY_NEURAL,
     }
     write_config(tmp_path, representations=reps)
-    run(tmp_path, "--resources", "gpu=1")
+    # scheduling is what is tested: stop after extraction
+    run(tmp_path, "--resources", "gpu=1", "--until", "extract")
     neural = [(p["started_at"], p["finished_at"]) for p in profiles(tmp_path, "neural")]
     cpu = [
         (p["started_at"], p["finished_at"])
@@ -81,7 +73,7 @@ def _shard_paths(workdir):
     return sorted((workdir / "results" / "features").rglob("*.npz"))
 
 
-def test_a_killed_run_resumes_with_the_remaining_jobs_only(tmp_path, local_run):
+def test_a_killed_run_resumes_with_the_remaining_jobs_only(tmp_path, finished_run):
     write_config(tmp_path)
     command = [
         sys.executable,
@@ -139,8 +131,10 @@ def test_a_killed_run_resumes_with_the_remaining_jobs_only(tmp_path, local_run):
     assert settled and all(p.stat().st_mtime_ns == survivors[p] for p in settled)
     redone = output.count("rule extract:")
     assert 6 - len(survivors) <= redone <= 6 - len(settled), (redone, survivors)
+    # a from-scratch run in another folder, interrupted or not, gives the table
+    # byte for byte
     assert (tmp_path / "results" / "table.csv").read_bytes() == (
-        local_run / "results" / "table.csv"
+        finished_run / "results" / "table.csv"
     ).read_bytes()
 
 
@@ -166,16 +160,19 @@ def slurm_cluster(tmp_path_factory):
         pytest.skip(reason)
     state = tmp_path_factory.mktemp("slurm")
     script = REPO / "tests" / "slurm" / "cluster.sh"
-    started = subprocess.run(
-        ["bash", str(script), "start", str(state)], capture_output=True, text=True
-    )
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield state
-    subprocess.run(["bash", str(script), "stop", str(state)], capture_output=True)
+    try:
+        started = subprocess.run(
+            ["bash", str(script), "start", str(state)], capture_output=True, text=True
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield state
+    finally:
+        # also after a failed start: no configuration may outlive the daemons
+        subprocess.run(["bash", str(script), "stop", str(state)], capture_output=True)
 
 
 def test_the_workflow_runs_through_slurm_and_gives_the_local_table(
-    tmp_path, slurm_cluster, local_run
+    tmp_path, slurm_cluster, finished_run
 ):
     write_config(tmp_path)
     result = run(
@@ -205,5 +202,5 @@ def test_the_workflow_runs_through_slurm_and_gives_the_local_table(
     # prepare 1, resample 3, extract 6, train 2, evaluate 2
     assert len(job_ids) == 14, output[-3000:]
     assert (tmp_path / "results" / "table.csv").read_bytes() == (
-        local_run / "results" / "table.csv"
+        finished_run / "results" / "table.csv"
     ).read_bytes()

@@ -18,13 +18,19 @@ stop() {
     done
 }
 
+conf_dir=/etc/slurm
+marker="# written by mirprobe tests/slurm/cluster.sh"
+
 if [ "$action" = stop ]; then
     stop
+    # Leave no configuration naming a stopped controller: every later snakemake
+    # CLI start would wait 10 s for the SLURM plugin's `scontrol show config`.
+    if [ -f "$conf_dir/slurm.conf" ] && grep -qF "$marker" "$conf_dir/slurm.conf"; then
+        rm -f "$conf_dir/slurm.conf" "$conf_dir/gres.conf"
+    fi
     exit 0
 fi
 
-conf_dir=/etc/slurm
-marker="# written by mirprobe tests/slurm/cluster.sh"
 if [ -f "$conf_dir/slurm.conf" ] && ! grep -qF "$marker" "$conf_dir/slurm.conf"; then
     echo "cluster.sh: $conf_dir/slurm.conf exists and is not ours; not touching it" >&2
     exit 1
@@ -58,7 +64,7 @@ GresTypes=gpu
 NodeName=$host CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
-echo "NodeName=$host Name=gpu File=/dev/null" > "$conf_dir/gres.conf"
+printf "%s\nNodeName=%s Name=gpu File=/dev/null\n" "$marker" "$host" > "$conf_dir/gres.conf"
 export SLURM_CONF="$conf_dir/slurm.conf"
 
 # munge: key and runtime dir owned by the munge user
@@ -70,13 +76,22 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 chown munge:munge /etc/munge/munge.key
 chmod 400 /etc/munge/munge.key
-if [ ! -S /run/munge/munge.socket.2 ]; then
-    su -s /bin/sh munge -c /usr/sbin/munged
+munge_alive() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+# A socket file alone proves nothing: a munged killed with its session leaves
+# it behind (seen in CI), so ask for a credential and restart munged if none.
+if ! munge_alive; then
+    pkill -x munged 2>/dev/null || true
+    rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock /run/munge/munged.pid
+    su -s /bin/sh munge -c "/usr/sbin/munged --force"
 fi
 for _ in $(seq 1 20); do
-    [ -S /run/munge/munge.socket.2 ] && break
+    munge_alive && break
     sleep 0.5
 done
+if ! munge_alive; then
+    echo "cluster.sh: munged does not answer (munge -n | unmunge fails)" >&2
+    exit 1
+fi
 
 stop_daemons_only() {
     for pidfile in "$dir"/slurmd.pid "$dir"/slurmctld.pid; do
