@@ -42,7 +42,7 @@ def choi():
 
 
 def test_clmr_shapes_frames_and_determinism(clmr):
-    batch = clips(22050, 6.0)  # two 59,049-sample frames each, tail dropped
+    batch = clips(22050, 6.0)  # two 59,409-sample frames each, tail dropped
     out = clmr.embed(batch, layers=["encoder"])["encoder"]
     assert out.shape == (2, 512) and out.dtype == np.float32 and np.isfinite(out).all()
     again = build_extractor({"extractor": "clmr", "params": RANDOM}).embed(
@@ -54,7 +54,9 @@ def test_clmr_shapes_frames_and_determinism(clmr):
     frames = clmr.embed([y[:FRAME], y[FRAME : 2 * FRAME]], layers=["encoder"])["encoder"]
     np.testing.assert_allclose(out[0], frames.mean(0), rtol=1e-5, atol=1e-6)
     with torch.inference_mode():
-        direct = clmr.model(torch.from_numpy(y[:FRAME])[None, None]).flatten(1).numpy()
+        direct = clmr.model(torch.from_numpy(y[:FRAME])[None, None])
+        assert direct.shape == (1, 512, 1)  # jukemir's longer frame still ends at 512 x 1
+        direct = direct.flatten(1).numpy()
     np.testing.assert_allclose(frames[0], direct[0], rtol=1e-5, atol=1e-6)
     short = clmr.embed([y[:1000]], layers=["encoder"])["encoder"]  # zero-padded to one frame
     assert short.shape == (1, 512)
@@ -84,7 +86,7 @@ def test_clmr_checkpoint_formats_load_through_the_real_loader(tmp_path, clmr, la
 
 
 def test_choi_shapes_layers_and_determinism(choi):
-    batch = clips(12000, 31.0)  # one 29 s window + a 2 s tail
+    batch = clips(12000, 31.0)  # only the first 29 s count
     out = choi.embed(batch, layers=["all", "layer1", "layer5"])
     assert out["all"].shape == (2, 160) and out["layer5"].shape == (2, 32)
     np.testing.assert_array_equal(out["all"][:, :32], out["layer1"])
@@ -92,13 +94,36 @@ def test_choi_shapes_layers_and_determinism(choi):
     assert np.isfinite(out["all"]).all() and not np.allclose(out["all"][0], out["all"][1])
     again = Choi(params=RANDOM).load().embed(batch, layers=["all"])["all"]
     np.testing.assert_array_equal(out["all"], again)
-    with torch.inference_mode():
-        assert choi.model.log_mel(torch.zeros(1, 29 * 12000)).shape == (1, 1, 96, 1360)
-    # mean over windows
-    y = batch[0]
-    parts = choi.embed([y[: 29 * 12000], y[29 * 12000 :]], layers=["all"])["all"]
-    np.testing.assert_allclose(out["all"][0], parts.mean(0), rtol=1e-5, atol=1e-5)
+    first = choi.embed([y[: 29 * 12000] for y in batch], layers=["all"])["all"]
+    np.testing.assert_allclose(out["all"], first, rtol=1e-5, atol=1e-6)
     assert Choi.available_layers({}) == ("all", "layer1", "layer2", "layer3", "layer4", "layer5")
+
+
+def test_choi_maps_shrink_as_raw_vgg_does_for_96_mel_bands(choi):
+    with torch.inference_mode():
+        x = torch.from_numpy(choi.window(clips(12000, 29.0, n=1)[0]))[None]
+        db = choi.model.log_mel(x)
+        maps = choi.model(x)
+    assert db.shape == (1, 1, 96, 1360)
+    # kapre's decibels: the clip's maximum at 0 dB, an 80 dB range below it
+    assert float(db.max()) == 0.0 and float(db.min()) >= -80.0
+    assert [tuple(m.shape[2:]) for m in maps] == [(48, 340), (16, 85), (8, 17), (4, 4), (1, 1)]
+
+
+def test_choi_short_clips_are_tiled_or_zero_padded(choi):
+    short = clips(12000, 7.0, n=1)[0]
+    tiled = np.tile(short, 5)[: 29 * 12000]
+    np.testing.assert_allclose(
+        choi.embed([short])["all"], choi.embed([tiled])["all"], rtol=1e-5, atol=1e-6
+    )
+    padded = Choi(params={**RANDOM, "short_clips": "zero_pad"}).load()
+    np.testing.assert_allclose(
+        padded.embed([short])["all"],
+        choi.embed([np.pad(short, (0, 22 * 12000))])["all"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert not np.allclose(padded.embed([short])["all"], choi.embed([short])["all"])
 
 
 def test_choi_state_dict_round_trip(tmp_path, choi):

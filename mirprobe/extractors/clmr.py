@@ -1,7 +1,7 @@
 """CLMR: the SampleCNN encoder of Spijkervet & Burgoyne (2021), contrastive pre-training.
 
 Architecture (Spijkervet/CLMR ``clmr/models/sample_cnn.py``, ``strides =
-[3] * 9``): raw 22,050 Hz waveform frames of 59,049 = 3^10 samples ->
+[3] * 9``): raw 22,050 Hz waveform frames of 3^10 = 59,049 samples ->
 ``Conv1d(1, 128, 3, stride 3)`` + BatchNorm + ReLU; nine blocks
 ``Conv1d(k=3, padding 1)`` + BatchNorm + ReLU + ``MaxPool1d(3)`` with
 128, 128, 256, 256, 256, 256, 256, 256, 512 channels; then
@@ -9,10 +9,16 @@ Architecture (Spijkervet/CLMR ``clmr/models/sample_cnn.py``, ``strides =
 CLMR removes the classifier head (``encoder.fc = Identity``): the
 representation is that 512-d vector.
 
-Pooling: a clip is cut into consecutive non-overlapping frames of 59,049
-samples (2.68 s); a tail shorter than a frame is dropped, and a clip
-shorter than one frame is zero-padded to one frame. The clip embedding is
-the mean of its frames' 512-d vectors (layer ``encoder``).
+Pooling, as CALM extracts CLMR (p-lambda/jukemir
+``representations/clmr/main.py``): a clip is cut into consecutive
+non-overlapping frames of ``FRAME_LENGTH = 59,409`` samples (2.69 s;
+jukemir's constant, 360 samples more than SampleCNN's 3^10 input: the
+encoder still ends at 512 x 1, its floor pooling leaving each frame's last
+samples out); a tail shorter than a frame is dropped, and the clip
+embedding is the mean of its frames' 512-d vectors (layer ``encoder``).
+jukemir raises on a clip of one frame or less; here a clip shorter than
+one frame is zero-padded to one (it also drops a last frame that happens
+to be complete, which real clip lengths almost never hit; here it counts).
 
 Weights (see :mod:`mirprobe.extractors.torch_weights`): ``weights`` +
 ``sha256`` name a checkpoint in one of CLMR's formats, read with
@@ -32,7 +38,8 @@ from .base import Extractor
 from .torch_weights import WEIGHTS_PARAMS, build_with_weights, check_weights_params
 
 SAMPLE_RATE = 22050
-FRAME = 59049
+#: jukemir's frame length (SampleCNN's input is 3^10 = 59,049; see above)
+FRAME = 59409
 HIDDEN = [128, 128, 256, 256, 256, 256, 256, 256, 512]
 
 
@@ -109,7 +116,7 @@ class CLMR(Extractor):
         return self
 
     def frames(self, y):
-        """``(n_frames, 59049)`` non-overlapping frames of one clip."""
+        """``(n_frames, FRAME)`` non-overlapping frames of one clip."""
         y = np.asarray(y, dtype=np.float32)
         if y.ndim != 1 or y.size == 0:
             raise DataError(f"expected non-empty mono audio (1-d array), got shape {y.shape}")
