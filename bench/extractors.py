@@ -5,15 +5,16 @@ Usage::
     .venv/bin/python bench/extractors.py [--clips N] [--seconds S] [--threads T]
 
 Each extractor runs in its own child process (so that the peak resident
-memory, ``ru_maxrss``, is that extractor's alone): it loads, embeds one
+memory, VmHWM, is that extractor's alone): it loads, embeds one
 warm-up clip (numba/TensorFlow/oneDNN first-call costs), then embeds
 ``--clips`` clips of ``--seconds`` seconds (seeded noise plus tones, at the
 extractor's own sample rate) one batch of 1 at a time; clips/s is over
 those clips. The chroma extractor, measured in the same run, is the
 baseline of the ``x chroma`` column (extractor clips/s / chroma clips/s).
 
-Models: MusicGen and EnCodec are the built-in *tiny random-weight*
-architectures (not musicgen-small), CLMR and Choi use random weights (the
+Models: MusicGen, EnCodec and Jukebox are the built-in *tiny random-weight*
+architectures (not musicgen-small or Jukebox-5B; ``bench/jukebox_depth.py``
+measures Jukebox at its real depth), CLMR and Choi use random weights (the
 real architectures, so their cost is that of trained ones), MusiCNN is the
 real ``MSD_musicnn`` of the musicnn package.
 """
@@ -38,15 +39,29 @@ EXTRACTORS = {
         "params": {"architecture": "tiny", "random_weights": True},
         "layers": ["encoder"],
     },
+    "jukebox (tiny, random)": {
+        "extractor": "jukebox",
+        "params": {"architecture": "tiny", "random_weights": True},
+        "layers": ["2"],
+    },
     "musicnn (MSD_musicnn, real)": {"extractor": "musicnn", "layers": ["mean_max"]},
     "clmr (random)": {"extractor": "clmr", "params": {"random_weights": True}, "layers": None},
     "choi (random)": {"extractor": "choi", "params": {"random_weights": True}, "layers": None},
 }
 
 
+def peak_rss_mib():
+    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: on Linux
+    that survives exec, so a child would report its parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def child(spec, *, n_clips, seconds, threads):
     """Measure one extractor in this process; print one JSON line."""
-    import resource
     import time
 
     import numpy as np
@@ -76,7 +91,7 @@ def child(spec, *, n_clips, seconds, threads):
         out = extractor.embed([y], layers=layers)
         dims = {layer: int(v.shape[1]) for layer, v in out.items()}
     embed_s = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(
         json.dumps(
             {
