@@ -420,34 +420,46 @@ def ranked_binary_scores(positive, scores, *, need_ap=True):
     truth = positive.T
     if scores.dtype == np.float32 or np.array_equal(runs.astype(np.float32), runs):
         # Sort keys, not indices: each float32 score as an order-preserving
-        # integer, shifted left one bit to carry its truth. One plain integer
-        # sort yields the sorted scores (for ties) and their truth at once;
+        # integer, shifted left one bit to carry its truth, all bits inverted so
+        # that an ascending sort (contiguous, no reversed view) gives descending
+        # scores. One plain integer sort yields the ties and the truth at once;
         # within a tie block the order is irrelevant (average ranks).
-        bits = (runs.astype(np.float32) + np.float32(0)).view(np.int32).astype(np.int64)
-        keys = np.where(bits < 0, ~bits & 0x7FFFFFFF, bits | 0x80000000) << 1
-        keys |= truth.astype(np.int64)
-        keys = np.sort(keys.reshape(k * c, n), axis=-1)[:, ::-1]
-        values = keys >> 1
+        as_float = np.array(runs, dtype=np.float32, order="C")  # a copy: changed in place
+        as_float += np.float32(0)  # -0 -> +0
+        bits = as_float.view(np.uint32)
+        # negative floats: flip every bit; positive: flip the sign bit
+        bits ^= np.where(bits >> 31, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+        keys = bits.astype(np.int64)
+        keys <<= 1
+        keys |= truth
+        np.invert(keys, out=keys)
+        keys = np.sort(keys.reshape(k * c, n), axis=-1)
         hits = (keys & 1).astype(np.float64)
+        np.subtract(1.0, hits, out=hits)  # the truth bit was inverted too
+        # equal scores differ at most in the (truth) bit 0
+        neighbours = keys[:, 1:] ^ keys[:, :-1]
+        same_as_next = neighbours <= 1
     else:
         runs = np.ascontiguousarray(runs)
         order = np.argsort(runs, axis=-1)[..., ::-1]
         values = np.take_along_axis(runs, order, axis=-1).reshape(k * c, n)
         hits = truth[np.arange(c)[:, None], order].reshape(k * c, n).astype(np.float64)
+        same_as_next = values[:, 1:] == values[:, :-1]
     # Without ties, the element at descending position i has ascending rank n - i
     # and its threshold's precision is TP_i / (i + 1).
     index = np.arange(n, dtype=np.float64)
     rank_sum = hits @ (n - index)
+    cumulative = np.cumsum(hits, axis=-1) if need_ap else None
     if need_ap:
-        precision_sum = (hits * (np.cumsum(hits, axis=-1) / (index + 1))).sum(axis=-1)
-    # Runs holding tied scores (rare with float outputs) are redone with
-    # average ranks and per-block thresholds.
-    tied = np.flatnonzero((values[:, 1:] == values[:, :-1]).any(axis=-1))
-    if len(tied):
-        tied_rank_sum, tied_precision_sum = _tied_rank_sums(values[tied], hits[tied], need_ap)
-        rank_sum[tied] = tied_rank_sum
+        precision_sum = (hits * (cumulative / (index + 1))).sum(axis=-1)
+    # Tied scores (common in a micro-average's tens of thousands of float32
+    # scores) take their block's average rank and the precision at the block's
+    # end: correct just the elements of tie blocks.
+    if same_as_next.any():
+        rank_fix, precision_fix = _tie_corrections(same_as_next, hits, cumulative)
+        rank_sum += rank_fix
         if need_ap:
-            precision_sum[tied] = tied_precision_sum
+            precision_sum += precision_fix
     n_pos = hits.sum(axis=-1)
     n_neg = n - n_pos
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -459,35 +471,44 @@ def ranked_binary_scores(positive, scores, *, need_ap=True):
     return auc, ap
 
 
-def _tied_rank_sums(values, hits, need_ap):
-    """Rank sum of the positives (average ranks) and sum of their thresholds' precisions.
+def _tie_corrections(same_as_next, hits, cumulative):
+    """What tie blocks change in the positional rank and precision sums.
 
-    ``values`` (rows, n) sorted in descending order, ``hits`` its 0/1 truth
-    (float64). Every element of a tie block gets the block's average rank
-    and the precision at the block's end (its threshold). The rows are
-    walked as one flat sequence of blocks (a row's start always opens one).
+    ``same_as_next`` (rows, n - 1) marks a descending-sorted score equal to the
+    next one; ``hits`` (rows, n) is the 0/1 truth (float64) in that order;
+    ``cumulative`` its running sum (``None`` when AP is not needed). Every
+    element of a tie block gets the block's average rank and the precision at
+    the block's end (its threshold) instead of its positional ones. Only
+    elements in tie blocks are visited, as one flat sequence of blocks.
+    Returns per-row corrections (rank, precision or ``None``).
     """
-    rows, n = values.shape
-    opens = np.empty((rows, n), dtype=bool)
-    opens[:, 0] = True
-    np.not_equal(values[:, 1:], values[:, :-1], out=opens[:, 1:])
+    rows, n = hits.shape
+    in_tie = np.zeros((rows, n), dtype=bool)
+    in_tie[:, :-1] |= same_as_next
+    in_tie[:, 1:] |= same_as_next
+    flat = np.flatnonzero(in_tie)
+    row, pos = np.divmod(flat, n)
+    # a block opens at a tied element not equal to the one before it
+    opens = np.ones(len(flat), dtype=bool)
+    inner = pos > 0
+    opens[inner] = ~same_as_next[row[inner], pos[inner] - 1]
     starts = np.flatnonzero(opens)
-    row = starts // n
-    first = starts - row * n  # 0-based descending position of the block's first element
-    last = np.append(first[1:] - 1, n - 1)
-    last[np.flatnonzero(row[1:] != row[:-1])] = n - 1  # a row's last block ends the row
-    block_hits = np.add.reduceat(hits.reshape(-1), starts)
-    # Ascending average rank (1-based) is n + 1 minus the descending one.
-    ascending_rank = (n + 1) - ((first + last) / 2 + 1)
-    rank_sum = np.bincount(row, weights=block_hits * ascending_rank, minlength=rows)
-    if not need_ap:
-        return rank_sum, None
-    cumulative = np.cumsum(block_hits)
-    row_total = np.bincount(row, weights=block_hits, minlength=rows)
-    before_row = np.concatenate([[0.0], np.cumsum(row_total)[:-1]])
-    true_positives = cumulative - before_row[row]  # TP at each block's end, within its row
-    precision_at_end = true_positives / (last + 1)
-    return rank_sum, np.bincount(row, weights=block_hits * precision_at_end, minlength=rows)
+    block = np.cumsum(opens) - 1
+    first, block_row = pos[starts], row[starts]
+    last = np.append(pos[starts[1:] - 1], pos[-1])
+    tied_hits = hits.reshape(-1)[flat]
+    block_hits = np.bincount(block, weights=tied_hits)
+    positional = np.bincount(block, weights=tied_hits * (n - pos))
+    average_rank = n - (first + last) / 2  # ascending, 1-based
+    rank_fix = np.bincount(
+        block_row, weights=block_hits * average_rank - positional, minlength=rows
+    )
+    if cumulative is None:
+        return rank_fix, None
+    running = cumulative.reshape(-1)
+    positional = np.bincount(block, weights=tied_hits * running[flat] / (pos + 1))
+    at_end = block_hits * running[block_row * n + last] / (last + 1)
+    return rank_fix, np.bincount(block_row, weights=at_end - positional, minlength=rows)
 
 
 def multilabel_metrics_batched(y_true, scores, *, labels) -> list:
