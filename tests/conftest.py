@@ -87,9 +87,16 @@ def write_config(workdir, **overrides):
     return path
 
 
-def run(workdir, *args, check=True):
+def run(workdir, *args, check=True, timeout=900):
     return snakemake(
-        workdir, "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, check=check
+        workdir,
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+        check=check,
+        timeout=timeout,
     )
 
 

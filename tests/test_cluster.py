@@ -194,6 +194,8 @@ def test_the_workflow_runs_through_slurm_and_gives_the_local_table(
         "mem_mb=1000",
         "runtime=30",
         "slurm_partition=debug",
+        # ~2 min here; a cluster that hangs must fail the test, not stall CI
+        timeout=480,
     )
     output = result.stdout + result.stderr
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", output)

@@ -76,7 +76,7 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 chown munge:munge /etc/munge/munge.key
 chmod 400 /etc/munge/munge.key
-munge_alive() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+munge_alive() { timeout 5 munge -n 2>/dev/null | timeout 5 unmunge >/dev/null 2>&1; }
 # A socket file alone proves nothing: a munged killed with its session leaves
 # it behind (seen in CI), so ask for a credential and restart munged if none.
 if ! munge_alive; then
@@ -105,14 +105,17 @@ pkill -x slurmd 2>/dev/null || true
 sleep 1
 /usr/sbin/slurmctld -f "$SLURM_CONF"
 /usr/sbin/slurmd -f "$SLURM_CONF"
-for _ in $(seq 1 30); do
-    if sinfo -h -o "%T" 2>/dev/null | grep -qE "^(idle|mixed|allocated)"; then
+# A deadline, not a count: with broken authentication each SLURM command can
+# hang for up to a minute (a CI run with a dead munged spent at least 6 min here).
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    if timeout 5 sinfo -h -o "%T" 2>/dev/null | grep -qE "^(idle|mixed|allocated)"; then
         exit 0
     fi
-    scontrol update nodename="$host" state=resume 2>/dev/null || true
+    timeout 5 scontrol update nodename="$host" state=resume 2>/dev/null || true
     sleep 1
 done
 echo "cluster.sh: the node did not become idle; logs in $dir/log" >&2
-sinfo >&2 || true
+timeout 5 sinfo >&2 || true
 tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
 exit 1
