@@ -24,8 +24,9 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
+
+from children import peak_rss_mib, run_child
 
 EXTRACTORS = {
     "chroma": {"extractor": "chroma", "layers": ["stats"]},
@@ -48,16 +49,6 @@ EXTRACTORS = {
     "clmr (random)": {"extractor": "clmr", "params": {"random_weights": True}, "layers": None},
     "choi (random)": {"extractor": "choi", "params": {"random_weights": True}, "layers": None},
 }
-
-
-def peak_rss_mib():
-    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: on Linux
-    that survives exec, so a child would report its parent's peak."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child(spec, *, n_clips, seconds, threads):
@@ -131,23 +122,8 @@ def main():
     print("\n".join(header), flush=True)
     results = {}
     for label, spec in EXTRACTORS.items():
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            json.dumps(spec),
-            "--clips",
-            str(args.clips),
-            "--seconds",
-            str(args.seconds),
-            "--threads",
-            str(args.threads),
-        ]
-        run = subprocess.run(command, capture_output=True, text=True, env=env)
-        if run.returncode != 0:
-            results[label] = {"error": run.stderr.strip().splitlines()[-1]}
-        else:
-            results[label] = json.loads(run.stdout.strip().splitlines()[-1])
+        options = {"--clips": args.clips, "--seconds": args.seconds, "--threads": args.threads}
+        results[label] = run_child(__file__, json.dumps(spec), options, env)
         print(f"  {label}: {results[label]}", file=sys.stderr, flush=True)
 
     base = results["chroma"].get("clips_per_s")

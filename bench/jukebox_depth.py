@@ -35,18 +35,8 @@ import datetime
 import json
 import os
 import platform
-import subprocess
-import sys
 
-
-def peak_rss_mib():
-    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: on Linux
-    that survives exec, so a child would report its parent's peak."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+from children import peak_rss_mib, run_child
 
 
 def child(depth, layer, *, width, tokens, threads):
@@ -111,23 +101,12 @@ def real_size_counts():
     return counts[1] - per_block, per_block
 
 
-def run_child(args, depth, layer, env):
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        f"{depth}:{layer}",
-        "--width",
-        str(args.width),
-        "--tokens",
-        str(args.tokens),
-        "--threads",
-        str(args.threads),
-    ]
-    run = subprocess.run(command, capture_output=True, text=True, env=env)
-    if run.returncode != 0:
-        raise SystemExit(f"child depth {depth} failed:\n{run.stderr[-3000:]}")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+def measure(args, depth, layer, env):
+    options = {"--width": args.width, "--tokens": args.tokens, "--threads": args.threads}
+    result = run_child(__file__, f"{depth}:{layer}", options, env)
+    if "error" in result:
+        raise SystemExit(f"child depth {depth}, layer {layer} failed: {result['error']}")
+    return result
 
 
 def main():
@@ -168,9 +147,9 @@ def main():
         print(f"weights of 72 / weights of 36                {ratio:.2f}x")
 
     print(f"\n## measured: {args.tokens} tokens, width {args.width}, 8 heads, random weights, CPU")
-    baseline = run_child(args, 72, 72, env)
-    same_layer = run_child(args, 72, 36, env)
-    built36 = run_child(args, 36, 36, env)
+    baseline = measure(args, 72, 72, env)
+    same_layer = measure(args, 72, 36, env)
+    built36 = measure(args, 36, 36, env)
     print(
         "| build | layer asked | blocks built | prior params | build (s) | embed 1 clip (s) "
         "| peak RSS (MiB) |"
