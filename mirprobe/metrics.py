@@ -427,40 +427,41 @@ def ranked_binary_scores(positive, scores, *, need_ap=True):
         as_float = np.array(runs, dtype=np.float32, order="C")  # a copy: changed in place
         as_float += np.float32(0)  # -0 -> +0
         bits = as_float.view(np.uint32)
-        # negative floats: flip every bit; positive: flip the sign bit
-        bits ^= np.where(bits >> 31, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+        # negative floats: flip every bit; positive: flip the sign bit (the mask
+        # is the sign smeared by an arithmetic shift, with the sign bit set)
+        flips = as_float.view(np.int32) >> 31
+        flips |= np.int32(-(2**31))
+        bits ^= flips.view(np.uint32)
         keys = bits.astype(np.int64)
         keys <<= 1
         keys |= truth
         np.invert(keys, out=keys)
         keys = np.sort(keys.reshape(k * c, n), axis=-1)
-        hits = (keys & 1).astype(np.float64)
-        np.subtract(1.0, hits, out=hits)  # the truth bit was inverted too
+        is_hit = (keys & 1) == 0  # the truth bit was inverted too
         # equal scores differ at most in the (truth) bit 0
-        neighbours = keys[:, 1:] ^ keys[:, :-1]
-        same_as_next = neighbours <= 1
+        same_as_next = (keys[:, 1:] ^ keys[:, :-1]) <= 1
     else:
         runs = np.ascontiguousarray(runs)
         order = np.argsort(runs, axis=-1)[..., ::-1]
         values = np.take_along_axis(runs, order, axis=-1).reshape(k * c, n)
-        hits = truth[np.arange(c)[:, None], order].reshape(k * c, n).astype(np.float64)
+        is_hit = truth[np.arange(c)[:, None], order].reshape(k * c, n)
         same_as_next = values[:, 1:] == values[:, :-1]
-    # Without ties, the element at descending position i has ascending rank n - i
-    # and its threshold's precision is TP_i / (i + 1).
-    index = np.arange(n, dtype=np.float64)
-    rank_sum = hits @ (n - index)
-    cumulative = np.cumsum(hits, axis=-1) if need_ap else None
+    positives = _Positives(is_hit)
+    # Without ties, the positive at descending position i has ascending rank
+    # n - i, and, as the j-th positive from the top, its threshold's precision
+    # is j / (i + 1): only the positives' positions are needed.
+    rank_sum = positives.row_sum(n - positives.pos)
     if need_ap:
-        precision_sum = (hits * (cumulative / (index + 1))).sum(axis=-1)
+        precision_sum = positives.row_sum(positives.jth / (positives.pos + 1))
     # Tied scores (common in a micro-average's tens of thousands of float32
     # scores) take their block's average rank and the precision at the block's
     # end: correct just the elements of tie blocks.
     if same_as_next.any():
-        rank_fix, precision_fix = _tie_corrections(same_as_next, hits, cumulative)
+        rank_fix, precision_fix = _tie_corrections(same_as_next, is_hit, positives, need_ap)
         rank_sum += rank_fix
         if need_ap:
             precision_sum += precision_fix
-    n_pos = hits.sum(axis=-1)
+    n_pos = positives.count.astype(np.float64)
     n_neg = n - n_pos
     with np.errstate(divide="ignore", invalid="ignore"):
         auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
@@ -471,43 +472,70 @@ def ranked_binary_scores(positive, scores, *, need_ap=True):
     return auc, ap
 
 
-def _tie_corrections(same_as_next, hits, cumulative):
+class _Positives:
+    """Where the positives sit in rows of descending-sorted scores.
+
+    ``is_hit`` (rows, n) bool. ``flat`` are the positives' flat indices,
+    ``row``/``pos`` their row and 0-based position, ``jth`` their 1-based
+    rank among their row's positives, ``count`` the positives per row.
+    """
+
+    def __init__(self, is_hit):
+        self.rows, self.n = is_hit.shape
+        self.flat = np.flatnonzero(is_hit)
+        self.row, self.pos = np.divmod(self.flat, self.n)
+        self.count = np.bincount(self.row, minlength=self.rows)
+        self.before = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+        self.jth = np.arange(1, len(self.flat) + 1) - self.before[self.row]
+
+    def row_sum(self, values):
+        """Per-row sums of ``values`` given per positive."""
+        return np.bincount(self.row, weights=values, minlength=self.rows)
+
+    def true_positives_at(self, row, pos):
+        """Positives at or above position ``pos`` of ``row`` (arrays)."""
+        through = np.searchsorted(self.flat, row * self.n + pos, side="right")
+        return through - self.before[row]
+
+
+def _tie_corrections(same_as_next, is_hit, positives, need_ap):
     """What tie blocks change in the positional rank and precision sums.
 
     ``same_as_next`` (rows, n - 1) marks a descending-sorted score equal to the
-    next one; ``hits`` (rows, n) is the 0/1 truth (float64) in that order;
-    ``cumulative`` its running sum (``None`` when AP is not needed). Every
-    element of a tie block gets the block's average rank and the precision at
-    the block's end (its threshold) instead of its positional ones. Only
+    next one; ``is_hit`` (rows, n) is the truth in that order. Every element
+    of a tie block gets the block's average rank and the precision at the
+    block's end (its threshold) instead of its positional ones. Only
     elements in tie blocks are visited, as one flat sequence of blocks.
     Returns per-row corrections (rank, precision or ``None``).
     """
-    rows, n = hits.shape
+    rows, n = is_hit.shape
     in_tie = np.zeros((rows, n), dtype=bool)
     in_tie[:, :-1] |= same_as_next
     in_tie[:, 1:] |= same_as_next
-    flat = np.flatnonzero(in_tie)
-    row, pos = np.divmod(flat, n)
+    if not (in_tie & is_hit).any():  # ties among negatives only change nothing
+        return np.zeros(rows), (np.zeros(rows) if need_ap else None)
+    tied = np.flatnonzero(in_tie)
+    row, pos = np.divmod(tied, n)
     # a block opens at a tied element not equal to the one before it
-    opens = np.ones(len(flat), dtype=bool)
+    opens = np.ones(len(tied), dtype=bool)
     inner = pos > 0
     opens[inner] = ~same_as_next[row[inner], pos[inner] - 1]
     starts = np.flatnonzero(opens)
     block = np.cumsum(opens) - 1
     first, block_row = pos[starts], row[starts]
     last = np.append(pos[starts[1:] - 1], pos[-1])
-    tied_hits = hits.reshape(-1)[flat]
-    block_hits = np.bincount(block, weights=tied_hits)
-    positional = np.bincount(block, weights=tied_hits * (n - pos))
+    hit = is_hit.reshape(-1)[tied].astype(np.float64)
+    block_hits = np.bincount(block, weights=hit)
+    positional = np.bincount(block, weights=hit * (n - pos))
     average_rank = n - (first + last) / 2  # ascending, 1-based
     rank_fix = np.bincount(
         block_row, weights=block_hits * average_rank - positional, minlength=rows
     )
-    if cumulative is None:
+    if not need_ap:
         return rank_fix, None
-    running = cumulative.reshape(-1)
-    positional = np.bincount(block, weights=tied_hits * running[flat] / (pos + 1))
-    at_end = block_hits * running[block_row * n + last] / (last + 1)
+    running = positives.true_positives_at(row, pos)
+    positional = np.bincount(block, weights=hit * running / (pos + 1))
+    at_end = block_hits * positives.true_positives_at(block_row, last) / (last + 1)
     return rank_fix, np.bincount(block_row, weights=at_end - positional, minlength=rows)
 
 
