@@ -489,8 +489,9 @@ class _Positives:
         self.jth = np.arange(1, len(self.flat) + 1) - self.before[self.row]
 
     def row_sum(self, values):
-        """Per-row sums of ``values`` given per positive."""
-        return np.bincount(self.row, weights=values, minlength=self.rows)
+        """Per-row sums of ``values`` given per positive (float64, also with none)."""
+        sums = np.bincount(self.row, weights=values, minlength=self.rows)
+        return sums.astype(np.float64, copy=False)  # bincount of nothing is int64
 
     def true_positives_at(self, row, pos):
         """Positives at or above position ``pos`` of ``row`` (arrays)."""

@@ -324,3 +324,44 @@ def test_groups_with_a_non_key_task_are_rejected():
         compute_metrics(
             "multiclass", y_true=[0], scores=[[1.0, 0.0]], labels=["a", "b"], groups=[0]
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ranked_scores_equal_sklearn_per_column_under_every_tie_pattern(dtype):
+    """Rank-based AUC/AP (the batched trainer's) against scikit-learn, column by
+    column, where ties open and close runs, fill whole columns, sit only among
+    negatives or only among positives, and span the top and bottom scores."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from mirprobe.metrics import ranked_binary_scores
+
+    rng = np.random.default_rng(7)
+    n, c, k = 120, 9, 3
+    positive = rng.random((n, c)) < np.linspace(0.05, 0.6, c)
+    positive[0, :] = True  # every column has a positive...
+    positive[1, :] = False  # ...and a negative
+    scores = rng.normal(size=(k, n, c))
+    scores[:, :, 0] = np.round(scores[:, :, 0])  # a few large tie blocks
+    scores[:, :, 1] = 1.5  # one block: the whole column
+    scores[:, :, 2] = np.where(positive[:, 2], scores[:, :, 2], 0.0)  # negatives tied
+    scores[:, :, 3] = np.where(positive[:, 3], 2.0, scores[:, :, 3])  # positives tied, at the top
+    scores[:, :, 4] = np.where(
+        positive[:, 4], -9.0, scores[:, :, 4]
+    )  # positives tied, at the bottom
+    scores[:, :, 5] = np.round(scores[:, :, 5] * 8) / 8  # many small adjacent blocks
+    scores[:, :, 6] = -0.0  # signed zeros tie with zeros
+    scores[:, ::2, 6] = 0.0
+    scores = scores.astype(dtype)
+    auc, ap = ranked_binary_scores(positive, scores)
+    auc_only, none = ranked_binary_scores(positive, scores, need_ap=False)
+    assert none is None
+    np.testing.assert_array_equal(auc_only, auc)
+    for j in range(k):
+        for t in range(c):
+            truth, column = positive[:, t], scores[j, :, t]
+            assert abs(auc[j, t] - roc_auc_score(truth, column)) < 1e-12, (j, t)
+            assert abs(ap[j, t] - average_precision_score(truth, column)) < 1e-12, (j, t)
+    # a column without positives: AUC and AP undefined, not a crash
+    empty = np.zeros((n, 1), dtype=bool)
+    none_auc, none_ap = ranked_binary_scores(empty, scores[:, :, :1])
+    assert np.isnan(none_auc).all() and np.isnan(none_ap).all()
