@@ -58,3 +58,20 @@ def test_registry_classes_declare_the_interface():
         assert cls.name == name
         assert isinstance(cls.sample_rate, int)
         assert cls.default_layers
+
+
+def test_extractors_reject_audio_that_is_not_one_mono_channel():
+    from mirprobe.errors import DataError
+    from mirprobe.extractors.base import mono_float32
+
+    assert mono_float32([0.0, 1.0]).dtype == np.float32
+    assert mono_float32([], allow_empty=True).shape == (0,)
+    with pytest.raises(DataError, match=r"non-empty mono audio \(1-d array\), got shape \(0,\)"):
+        mono_float32([])
+    with pytest.raises(DataError, match=r"got shape \(2, 5\)"):
+        mono_float32(np.zeros((2, 5)), allow_empty=True)
+    # through an extractor's embed: a stereo clip names its shape
+    pytest.importorskip("torch")
+    clmr = build_extractor({"extractor": "clmr", "params": {"random_weights": True}})
+    with pytest.raises(DataError, match=r"got shape \(2, 22050\)"):
+        clmr.embed([np.zeros((2, 22050), dtype=np.float32)], layers=["encoder"])

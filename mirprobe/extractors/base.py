@@ -19,7 +19,7 @@ Class attributes and ``available_layers`` must not import heavy libraries:
 the Snakefile reads them while parsing.
 """
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 
 class Extractor:
@@ -59,3 +59,14 @@ class Extractor:
                 f"extractor {self.name!r} has no layers {unknown}; available: {list(available)}"
             )
         return [str(layer) for layer in layers]
+
+
+def mono_float32(y, *, allow_empty=False):
+    """``y`` as a 1-d float32 array, or a DataError saying what it is instead."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1 or (y.size == 0 and not allow_empty):
+        kind = "mono audio" if allow_empty else "non-empty mono audio"
+        raise DataError(f"expected {kind} (1-d array), got shape {y.shape}")
+    return y

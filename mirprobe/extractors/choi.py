@@ -45,8 +45,7 @@ is the seeded random-initialisation baseline.
 
 import numpy as np
 
-from ..errors import DataError
-from .base import Extractor
+from .base import Extractor, mono_float32
 from .torch_weights import WEIGHTS_PARAMS, build_with_weights, check_weights_params
 
 SAMPLE_RATE = 12000
@@ -150,9 +149,7 @@ class Choi(Extractor):
 
     def window(self, y):
         """The clip's first 29 s; a shorter clip tiled or zero-padded to 29 s."""
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1 or y.size == 0:
-            raise DataError(f"expected non-empty mono audio (1-d array), got shape {y.shape}")
+        y = mono_float32(y)
         length = int(WINDOW_SECONDS * SAMPLE_RATE)
         if y.size >= length:
             return y[:length]

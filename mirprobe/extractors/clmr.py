@@ -33,8 +33,7 @@ seeded random-initialisation baseline.
 
 import numpy as np
 
-from ..errors import DataError
-from .base import Extractor
+from .base import Extractor, mono_float32
 from .torch_weights import WEIGHTS_PARAMS, build_with_weights, check_weights_params
 
 SAMPLE_RATE = 22050
@@ -117,9 +116,7 @@ class CLMR(Extractor):
 
     def frames(self, y):
         """``(n_frames, FRAME)`` non-overlapping frames of one clip."""
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1 or y.size == 0:
-            raise DataError(f"expected non-empty mono audio (1-d array), got shape {y.shape}")
+        y = mono_float32(y)
         if y.size < FRAME:
             y = np.pad(y, (0, FRAME - y.size))
         n = y.size // FRAME

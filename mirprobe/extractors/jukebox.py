@@ -96,7 +96,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
-from .base import Extractor
+from .base import Extractor, mono_float32
 
 SAMPLE_RATE = 44100
 #: the original checkpoints' file names (also their names under weights_dir)
@@ -336,9 +336,7 @@ class Jukebox(Extractor):
 
         n_ctx, hop = self.prior.n_ctx, int(self.prior.raw_to_tokens)
         context = n_ctx * hop
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1:
-            raise DataError(f"expected mono audio (1-d array), got shape {y.shape}")
+        y = mono_float32(y, allow_empty=True)
         peak = np.abs(y).max() if y.size else 0.0
         if peak > 0:
             y = y / peak

@@ -80,7 +80,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
-from .base import Extractor
+from .base import Extractor, mono_float32
 
 SAMPLE_RATE = 32000
 
@@ -286,9 +286,7 @@ class _WindowedTransformersExtractor(Extractor):
         min_tail = int(round(self.params["min_tail_seconds"] * self.sample_rate))
         by_length = {}
         for index, y in enumerate(batch):
-            y = np.asarray(y, dtype=np.float32)
-            if y.ndim != 1:
-                raise DataError(f"expected mono audio (1-d array), got shape {y.shape}")
+            y = mono_float32(y, allow_empty=True)
             for start, stop in window_spans(len(y), window=window, min_tail=min_tail):
                 by_length.setdefault(stop - start, []).append((index, y[start:stop]))
 

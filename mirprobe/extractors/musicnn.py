@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ModelError
-from .base import Extractor
+from ..errors import ModelError
+from .base import Extractor, mono_float32
 
 SAMPLE_RATE = 16000
 INPUT_LENGTH_S = 3
@@ -196,9 +196,7 @@ class MusiCNN(Extractor):
             self.load()
         per_clip = []
         for y in batch:
-            y = np.asarray(y, dtype=np.float32)
-            if y.ndim != 1 or y.size == 0:
-                raise DataError(f"expected non-empty mono audio (1-d array), got shape {y.shape}")
+            y = mono_float32(y)
             per_clip.append(self.patches(y))
         counts = [len(p) for p in per_clip]
         stacked = np.concatenate(per_clip)
