@@ -325,9 +325,9 @@ def _key_metrics(y_true, scores, *, labels, groups, ensemble):
     }
 
 
-def _multilabel_metrics(y_true, scores, *, labels):
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
+def _scorable_tags(y_true, labels, *, stacklevel):
+    """Tags with both a positive and a negative in ``y_true`` (a mask), and the
+    names of the others, excluded from the macro means with a warning."""
     n_positive = y_true.sum(axis=0)
     scorable = (n_positive > 0) & (n_positive < len(y_true))
     excluded = [label for label, ok in zip(labels, scorable, strict=True) if not ok]
@@ -337,8 +337,15 @@ def _multilabel_metrics(y_true, scores, *, labels):
             f"negative example in this split and are excluded from the macro "
             f"means: {excluded}",
             TagExclusionWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
+    return scorable, excluded
+
+
+def _multilabel_metrics(y_true, scores, *, labels):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    scorable, excluded = _scorable_tags(y_true, labels, stacklevel=4)
     if scorable.any():
         kept_true, kept_scores = y_true[:, scorable], scores[:, scorable]
         roc_auc_macro = float(roc_auc_score(kept_true, kept_scores, average="macro"))
@@ -560,17 +567,7 @@ def multilabel_metrics_batched(y_true, scores, *, labels) -> list:
         raise DataError("scores hold NaN or inf")
     y_true = _validate_target_matrix(y_true, shape=scores.shape[1:], binary=True)
     k = scores.shape[0]
-    n_positive = y_true.sum(axis=0)
-    scorable = (n_positive > 0) & (n_positive < len(y_true))
-    excluded = [label for label, ok in zip(labels, scorable, strict=True) if not ok]
-    if excluded:
-        warnings.warn(
-            f"{len(excluded)} of {len(labels)} tags have no positive or no "
-            f"negative example in this split and are excluded from the macro "
-            f"means: {excluded}",
-            TagExclusionWarning,
-            stacklevel=2,
-        )
+    scorable, excluded = _scorable_tags(y_true, labels, stacklevel=3)
     positive = y_true.astype(bool)
     nan = np.full(k, math.nan)
     roc_macro, ap_macro = nan, nan
