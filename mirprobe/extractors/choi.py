@@ -15,7 +15,9 @@ follows:
   256 (Hann, centred here), power 2, 96 mel bands (``librosa.filters.mel``,
   0-6 kHz), a 96 x 1360 map per clip; decibels as kapre's
   ``amplitude_to_decibel``: ``10 log10(max(power, 1e-10))`` minus the clip's
-  maximum, floored at -80 dB. No further normalisation (``normalize='no'``).
+  maximum, floored at -80 dB (that function as kapre 0.1 has it; the kapre
+  revision jukemir pins, a3bde3e, could not be read here to confirm it). No
+  further normalisation (``normalize='no'``).
 * **Convnet**: five blocks of ``Conv2d(3x3, 32 maps, same padding)`` +
   BatchNorm + ELU + ``MaxPool2d`` with the pool sizes that ``raw_vgg`` uses
   for 96 mel bands, (2,4), (3,4), (2,5), (2,4), (4,4) (frequency, time):
