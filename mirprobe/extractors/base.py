@@ -32,7 +32,14 @@ class Extractor:
     params_schema = {"type": "object", "additionalProperties": False}
 
     def __init__(self, *, params=None):
-        self.params = dict(params or {})
+        # the schema's defaults fill what ``params`` leaves out (the config
+        # validator does the same; this covers extractors built directly)
+        defaults = {
+            key: spec["default"]
+            for key, spec in self.params_schema.get("properties", {}).items()
+            if "default" in spec
+        }
+        self.params = defaults | dict(params or {})
         self.device = "cpu"
 
     @classmethod

@@ -134,8 +134,6 @@ class Choi(Extractor):
 
     def __init__(self, *, params=None):
         super().__init__(params=params)
-        defaults = {k: spec["default"] for k, spec in self.params_schema["properties"].items()}
-        self.params = defaults | self.params
         check_weights_params(self.name, self.params)
         self.model = None
 

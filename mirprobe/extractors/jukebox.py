@@ -207,11 +207,6 @@ class Jukebox(Extractor):
 
     def __init__(self, *, params=None):
         super().__init__(params=params)
-        self.params = {
-            key: spec["default"]
-            for key, spec in self.params_schema["properties"].items()
-            if "default" in spec
-        } | self.params
         if self.params["architecture"] not in DEPTHS:
             raise ConfigError(
                 f"jukebox: unknown architecture {self.params['architecture']!r}; "

@@ -252,11 +252,6 @@ class _WindowedTransformersExtractor(Extractor):
 
     def __init__(self, *, params=None):
         super().__init__(params=params)
-        self.params = {
-            key: spec["default"]
-            for key, spec in self.params_schema["properties"].items()
-            if "default" in spec
-        } | self.params
         if self.params["architecture"] == "tiny" and not self.params["random_weights"]:
             raise ConfigError(
                 f"extractor {self.name!r}: architecture 'tiny' has no trained weights; "

@@ -93,8 +93,6 @@ class MusiCNN(Extractor):
 
     def __init__(self, *, params=None):
         super().__init__(params=params)
-        defaults = {k: spec["default"] for k, spec in self.params_schema["properties"].items()}
-        self.params = defaults | self.params
         self.session = None
 
     @classmethod
