@@ -230,7 +230,7 @@ def _train_group(configs, *, task, scaled, device, fused):
     ]
     finished = [None] * len(configs)
 
-    rng = random.Random(first.seed)
+    batches = _BatchIndices(random.Random(first.seed), n_train, batch_rows, device=device)
     generators = dropout_generators(first.seed, n_sites=len(widths) - 1, device=device)
     step_t = torch.zeros((), dtype=torch.float32, device=device)
     step = 0
@@ -293,7 +293,7 @@ def _train_group(configs, *, task, scaled, device, fused):
         if not packs:
             break
 
-        batch = torch.tensor(rng.sample(range(n_train), batch_rows), device=device)
+        batch = batches.next()
         uniforms = [
             torch.rand((batch_rows, width), generator=generator, device=device)
             for width, generator in zip(widths[:-1], generators, strict=True)
@@ -610,6 +610,26 @@ class _Pack:
 # -- task-specific losses and validation scores --------------------------------
 
 
+class _BatchIndices:
+    """Each step's training rows: ``rng.sample(range(n_train), rows)``, as the serial
+    trainer draws them, but drawn ``block`` steps at a time and sent to the device
+    in one copy (one host-to-device copy per step is a sync point on CUDA).
+    Draws past the last step are never used; ``rng`` is this group's own."""
+
+    def __init__(self, rng, n_train, rows, *, device, block=64):
+        self.rng, self.n_train, self.rows = rng, n_train, rows
+        self.device, self.block = device, block
+        self.drawn, self.used = None, 0
+
+    def next(self):
+        if self.drawn is None or self.used == len(self.drawn):
+            draws = [self.rng.sample(range(self.n_train), self.rows) for _ in range(self.block)]
+            self.drawn = torch.tensor(draws).to(self.device)
+            self.used = 0
+        self.used += 1
+        return self.drawn[self.used - 1]
+
+
 class _Task:
     """Targets, loss gradients and vectorised primary metrics of one task type."""
 
@@ -623,6 +643,7 @@ class _Task:
         self.valid_groups = data.valid_groups
         if task_type in ("multiclass", "key"):
             self.y_train_t = torch.from_numpy(data.y_train.astype(np.int64)).to(device)
+            self.classes_t = torch.arange(self.n_outputs, device=device)
         else:
             self.y_train_t = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
         self.extra = {}
@@ -675,7 +696,9 @@ class _Task:
         rows = logits.shape[1]
         if self.task_type in ("multiclass", "key"):
             grad = torch.softmax(logits, dim=-1)
-            grad[:, torch.arange(rows, device=logits.device), y] -= 1.0
+            # minus the one-hot targets; a comparison, not an indexed write, which
+            # in deterministic mode costs a device sync per call on CUDA
+            grad.sub_((y.unsqueeze(1) == self.classes_t).to(grad.dtype))
             return grad.mul_(1.0 / rows)
         scale = 1.0 / (rows * self.n_outputs)
         if self.task_type == "multilabel":
