@@ -23,11 +23,13 @@ def peak_rss_mib():
 def run_child(script, child_arg, options, env):
     """Run ``script --child child_arg`` with ``options`` ({flag: value}); its JSON result.
 
+    A value of ``True`` passes the flag alone.
+
     A failed child gives ``{"error": <its last stderr line>}``.
     """
     command = [sys.executable, script, "--child", child_arg]
     for flag, value in options.items():
-        command += [flag, str(value)]
+        command += [flag] if value is True else [flag, str(value)]
     run = subprocess.run(command, capture_output=True, text=True, env=env)
     if run.returncode != 0:
         lines = run.stderr.strip().splitlines() or [f"exit code {run.returncode}"]

@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python bench/jukebox_depth.py [--width W] [--tokens N] [--threads T]
+    python bench/jukebox_depth.py --real --device cuda --clips 4   # on a GPU machine
 
 Two parts, both through mirprobe's own ``Jukebox`` extractor (jukebox-infer
 model classes):
@@ -24,6 +25,12 @@ model classes):
    builds: all 72 blocks, run to the deepest layer asked for); the ratio
    printed is baseline / depth-36 build asking for layer 36.
 
+``--real`` measures the 5B architecture itself (width 4800, 8,192 tokens,
+random weights) instead of the reduced one; with ``--device cuda`` the
+blocks run in float16 (``dtype: auto``) and each child also reports its
+peak GPU memory (``torch.cuda.max_memory_allocated``). ``--clips`` clips
+are timed after the warm-up one.
+
 The reduced model is the product's ``tiny`` architecture with its prior
 hparams overridden in the child process (``TINY_PRIOR`` and ``DEPTHS``);
 everything else (tokenisation, conditioning, the block loop, pooling) is the
@@ -39,8 +46,8 @@ import platform
 from children import peak_rss_mib, run_child
 
 
-def child(depth, layer, *, width, tokens, threads):
-    """Build to ``depth`` blocks, embed one clip at ``layer``; print one JSON line."""
+def child(depth, layer, *, width, tokens, threads, real, device, n_clips):
+    """Build to ``depth`` blocks, embed ``n_clips`` clips at ``layer``; print one JSON line."""
     import time
 
     import numpy as np
@@ -49,39 +56,43 @@ def child(depth, layer, *, width, tokens, threads):
     torch.set_num_threads(threads)
     import mirprobe.extractors.jukebox as jukebox
 
-    jukebox.DEPTHS["tiny"] = depth
-    # the 5B attention layout (heads, 64-token blocks) at a smaller width/context
-    jukebox.TINY_PRIOR.update(
-        n_ctx=tokens, prior_width=width, heads=8, blocks=tokens // 64, init_scale=0.1
-    )
-    extractor = jukebox.Jukebox(params={"architecture": "tiny", "random_weights": True})
+    if real:
+        architecture, tokens = "5b", 8192
+    else:
+        architecture = "tiny"
+        jukebox.DEPTHS["tiny"] = depth
+        # the 5B attention layout (heads, 64-token blocks) at a smaller width/context
+        jukebox.TINY_PRIOR.update(
+            n_ctx=tokens, prior_width=width, heads=8, blocks=tokens // 64, init_scale=0.1
+        )
+    extractor = jukebox.Jukebox(params={"architecture": architecture, "random_weights": True})
     started = time.perf_counter()
-    extractor.load(device="cpu", layers=[str(depth)])
+    extractor.load(device=device, layers=[str(depth)])
     build_s = time.perf_counter() - started
     sr = extractor.sample_rate
     rng = np.random.default_rng(0)
     samples = tokens * 128
-    clips = [(0.3 * rng.standard_normal(samples)).astype(np.float32) for _ in range(2)]
-    extractor.embed(clips[:1], layers=[str(layer)])  # warm-up (oneDNN first calls)
+    clips = [(0.3 * rng.standard_normal(samples)).astype(np.float32) for _ in range(n_clips + 1)]
+    extractor.embed(clips[:1], layers=[str(layer)])  # warm-up (oneDNN / cuBLAS first calls)
     started = time.perf_counter()
-    out = extractor.embed(clips[1:], layers=[str(layer)])
-    embed_s = time.perf_counter() - started
+    for y in clips[1:]:
+        out = extractor.embed([y], layers=[str(layer)])
+    embed_s = (time.perf_counter() - started) / n_clips
     n_params = sum(p.numel() for p in extractor.prior.parameters())
-    print(
-        json.dumps(
-            {
-                "depth": depth,
-                "layer": layer,
-                "built_blocks": len(extractor.prior.prior.transformer._attn_mods),
-                "prior_params": n_params,
-                "build_s": build_s,
-                "embed_s": embed_s,
-                "peak_mb": peak_rss_mib(),
-                "dim": int(out[str(layer)].shape[1]),
-                "sample_rate": sr,
-            }
-        )
-    )
+    result = {
+        "depth": depth,
+        "layer": layer,
+        "built_blocks": len(extractor.prior.prior.transformer._attn_mods),
+        "prior_params": n_params,
+        "build_s": build_s,
+        "embed_s": embed_s,
+        "peak_mb": peak_rss_mib(),
+        "dim": int(out[str(layer)].shape[1]),
+        "sample_rate": sr,
+    }
+    if device.startswith("cuda"):
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(result))
 
 
 def real_size_counts():
@@ -102,7 +113,15 @@ def real_size_counts():
 
 
 def measure(args, depth, layer, env):
-    options = {"--width": args.width, "--tokens": args.tokens, "--threads": args.threads}
+    options = {
+        "--width": args.width,
+        "--tokens": args.tokens,
+        "--threads": args.threads,
+        "--device": args.device,
+        "--clips": args.clips,
+    }
+    if args.real:
+        options["--real"] = True
     result = run_child(__file__, f"{depth}:{layer}", options, env)
     if "error" in result:
         raise SystemExit(f"child depth {depth}, layer {layer} failed: {result['error']}")
@@ -115,13 +134,25 @@ def main():
     parser.add_argument("--tokens", type=int, default=1024, help="context (5B: 8192)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-real-size", action="store_true")
+    parser.add_argument("--real", action="store_true", help="measure the 5B size itself")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--clips", type=int, default=1, help="clips timed after the warm-up")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tokens % 64:
         parser.error("--tokens must be a multiple of 64 (the 5B prior's attention block)")
     if args.child:
         depth, layer = (int(v) for v in args.child.split(":"))
-        child(depth, layer, width=args.width, tokens=args.tokens, threads=args.threads)
+        child(
+            depth,
+            layer,
+            width=args.width,
+            tokens=args.tokens,
+            threads=args.threads,
+            real=args.real,
+            device=args.device,
+            n_clips=args.clips,
+        )
         return
 
     import torch
@@ -146,23 +177,31 @@ def main():
         ratio = (fixed + 72 * per_block) / (fixed + 36 * per_block)
         print(f"weights of 72 / weights of 36                {ratio:.2f}x")
 
-    print(f"\n## measured: {args.tokens} tokens, width {args.width}, 8 heads, random weights, CPU")
+    if args.real:
+        shape = "the 5B prior: 8192 tokens, width 4800"
+    else:
+        shape = f"{args.tokens} tokens, width {args.width}, 8 heads"
+    device = args.device
+    if device.startswith("cuda"):
+        device = f"{device} ({torch.cuda.get_device_name()}, float16 blocks)"
+    print(f"\n## measured: {shape}, random weights, {device}")
     baseline = measure(args, 72, 72, env)
     same_layer = measure(args, 72, 36, env)
     built36 = measure(args, 36, 36, env)
     print(
         "| build | layer asked | blocks built | prior params | build (s) | embed 1 clip (s) "
-        "| peak RSS (MiB) |"
+        "| peak RSS (MiB) | peak GPU (MiB) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for label, r in (
         ("72 blocks (jukemirlib), baseline", baseline),
         ("72 blocks, stop at 36", same_layer),
         ("36 blocks (mirprobe)", built36),
     ):
+        gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
         print(
             f"| {label} | {r['layer']} | {r['built_blocks']} | {r['prior_params']:,} | "
-            f"{r['build_s']:.2f} | {r['embed_s']:.2f} | {r['peak_mb']:.0f} |"
+            f"{r['build_s']:.2f} | {r['embed_s']:.3f} | {r['peak_mb']:.0f} | {gpu} |"
         )
     print(
         f"\nembed time, baseline / 36 blocks            {baseline['embed_s'] / built36['embed_s']:.2f}x"
@@ -177,6 +216,11 @@ def main():
         "peak RSS, 72 blocks stopping at 36 / 36 blocks "
         f"{same_layer['peak_mb'] / built36['peak_mb']:.2f}x"
     )
+    if "gpu_peak_mb" in built36:
+        print(
+            "peak GPU, baseline / 36 blocks              "
+            f"{baseline['gpu_peak_mb'] / built36['gpu_peak_mb']:.2f}x"
+        )
     print(f"# load average at the end {os.getloadavg()[0]:.2f}")
 
 

@@ -3,6 +3,10 @@
 Usage::
 
     .venv/bin/python bench/probe_grid.py [--quick] [--max-steps N] [--serial-subset N]
+                                         [--device cpu|cuda]
+
+With ``--device cuda`` both trainers and the reference matmul run on the
+GPU (float32, TF32 as torch's default leaves it: off).
 
 Two synthetic, seeded problems with the sizes of the paper's smallest and
 largest probing sets:
@@ -18,7 +22,8 @@ is extrapolated per half (linear, MLP) from the mean time per config of that
 half. Both trainers use the same ``max_steps`` cap (the paper's patience and
 eval_every are kept), so every config does a bounded, equal amount of work.
 
-Printed per problem: wall times and speed-ups (overall, linear, MLP; a
+Before timing, each problem gets a short warm-up fit per trainer (first
+calls' one-off costs, several seconds on CUDA). Printed per problem: wall times and speed-ups (overall, linear, MLP; a
 batched half's time is the sum of its configs' ``wall_s``, i.e. its groups'
 training and final metric pass, and the time outside the groups, scaling and
 input checks shared by both halves, is printed apart and, for a conservative
@@ -78,13 +83,21 @@ def make_problem(name, *, scale, seed):
     }
 
 
-def matmul_flops(size=4096, repeats=5):
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_flops(size=4096, repeats=5, device="cpu"):
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
     torch.mm(a, b)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 2 * size**3 / float(np.median(times))
 
@@ -107,17 +120,36 @@ def test_metric(result, problem):
     )["primary"]
 
 
+def warm_up(problem, kwargs):
+    """A short fit per trainer and half, before anything is timed.
+
+    First calls pay one-off costs (on CUDA: kernel loading, cuBLAS and
+    generator set-up, several seconds on the first problem) that belong to
+    neither trainer's grid.
+    """
+    (X_tr, y_tr), (X_va, y_va), _ = problem["splits"]
+    short = expand_grid(PAPER_GRID, max_steps=8)
+    picks = [next(c for c in short if bool(c.hidden_sizes) == mlp) for mlp in (False, True)]
+    for trainer in ("batched", "serial"):
+        fit_grid(X_tr, y_tr, X_va, y_va, configs=picks, trainer=trainer, **kwargs)
+
+
 def run_problem(name, args, flops_per_s):
     problem = make_problem(name, scale=args.scale, seed=0)
     (X_tr, y_tr), (X_va, y_va), _ = problem["splits"]
     n_train, n_valid, n_test, n_features, n_outputs = problem["sizes"]
     configs = expand_grid(PAPER_GRID, max_steps=args.max_steps)
-    kwargs = {"task_type": problem["task_type"], "labels": problem["labels"]}
+    kwargs = {
+        "task_type": problem["task_type"],
+        "labels": problem["labels"],
+        "device": args.device,
+    }
     print(
         f"\n## {name}: {problem['task_type']}, {n_train}/{n_valid}/{n_test} x {n_features}-d, "
         f"{n_outputs} outputs; {len(configs)} configs, max_steps={args.max_steps}, "
         f"eval_every=8, patience=256"
     )
+    warm_up(problem, kwargs)
 
     start = time.perf_counter()
     batched = fit_grid(X_tr, y_tr, X_va, y_va, configs=configs, trainer="batched", **kwargs)
@@ -223,6 +255,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes, a fast smoke run")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--serial-subset", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda; both trainers run there")
+    parser.add_argument(
+        "--problems", default="gtzan-like,mtt-like", help="comma-separated, of the two above"
+    )
     args = parser.parse_args()
     args.scale = 8 if args.quick else 1
     if args.max_steps is None:
@@ -235,11 +271,18 @@ def main():
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"load average at start {os.getloadavg()[0]:.2f}"
     )
-    flops_per_s = matmul_flops()
+    if torch.device(args.device).type == "cuda":
+        print(
+            f"# device {torch.cuda.get_device_name()}, TF32 matmul "
+            f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
+        )
+    flops_per_s = matmul_flops(device=args.device)
     print(f"# matmul: {flops_per_s / 1e9:.1f} GFLOP/s")
-    for name in ("gtzan-like", "mtt-like"):
+    for name in args.problems.split(","):
+        if name not in ("gtzan-like", "mtt-like"):
+            parser.error(f"unknown problem {name!r}")
         run_problem(name, args, flops_per_s)
-    after = matmul_flops()
+    after = matmul_flops(device=args.device)
     print(
         f"\n# matmul at the end: {after / 1e9:.1f} GFLOP/s; "
         f"load average at the end {os.getloadavg()[0]:.2f}"
