@@ -75,6 +75,10 @@ def needs_gpu(representation):
     return 1 if EXTRACTORS[representation].wants_gpu else 0
 
 
+#: probe jobs ask for the GPU only where they train on it (probe.device: cuda)
+PROBE_GPUS = 1 if config["probe"]["device"] == "cuda" else 0
+
+
 #: extractors whose packages are not in torch.yaml get their own pinned environment
 EXTRACTOR_ENVS = {"jukebox": "../envs/jukebox.yaml", "musicnn": "../envs/musicnn.yaml"}
 

@@ -17,10 +17,11 @@ rule train_probe:
     resources:
         mem_mb=4000,
         runtime=240,
+        gpu=PROBE_GPUS,
     params:
         probe_config=config["probe"],
         seed=config["seed"],
-        device=config["device"],
+        device=config["probe"]["device"],
     script:
         "../scripts/train_probe.py"
 
@@ -44,7 +45,8 @@ rule evaluate_probe:
     resources:
         mem_mb=4000,
         runtime=30,
+        gpu=PROBE_GPUS,
     params:
-        device=config["device"],
+        device=config["probe"]["device"],
     script:
         "../scripts/evaluate_probe.py"

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, requires_fluidsynth, run, write_config
+from conftest import REPO, SMALL, requires_fluidsynth, run, write_config
 
 pytestmark = [pytest.mark.workflow, requires_fluidsynth]
 
@@ -67,6 +67,19 @@ def test_gpu_jobs_run_one_at_a_time_beside_cpu_jobs(tmp_path):
     assert any(overlap(a, b) for a in neural for b in cpu), (neural, cpu)
     plan = run(tmp_path, "-n", "--forcerun", "extract").stdout
     assert "gpu=1" in plan and "gpu=0" in plan
+
+
+def test_probe_jobs_ask_for_the_gpu_only_when_they_train_on_it(tmp_path):
+    for device, wanted in (("cpu", "gpu=0"), ("cuda", "gpu=1")):
+        write_config(tmp_path, probe={**SMALL["probe"], "device": device})
+        plan = run(tmp_path, "-n").stdout
+        blocks = [
+            block
+            for block in re.split(r"\nrule ", plan)
+            if re.match(r"(train|evaluate)_probe:", block)
+        ]
+        assert len(blocks) == 4, plan  # (chroma, mfcc) x (train, evaluate)
+        assert all(wanted in block for block in blocks), (device, blocks)
 
 
 def _shard_paths(workdir):
