@@ -8,6 +8,7 @@ shard manifest with their reason.
 """
 
 import json
+import os
 import resource
 import sys
 import time
@@ -16,18 +17,28 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 
 def resolve_device(requested="auto"):
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
-    if requested != "auto":
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU
+    is a ``ConfigError`` (rather than torch's error at the first allocation)."""
+    if requested == "cpu":
         return requested
     try:
         import torch
     except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        torch = None
+    available = torch is not None and torch.cuda.is_available()
+    if requested == "auto":
+        return "cuda" if available else "cpu"
+    if str(requested).startswith("cuda") and not available:
+        raise ConfigError(
+            f"device {requested!r} was asked for, but torch sees no CUDA GPU here "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')!r}); "
+            "use cpu or auto"
+        )
+    return requested
 
 
 def peak_memory_mb(device):

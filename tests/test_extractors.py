@@ -75,3 +75,14 @@ def test_extractors_reject_audio_that_is_not_one_mono_channel():
     clmr = build_extractor({"extractor": "clmr", "params": {"random_weights": True}})
     with pytest.raises(DataError, match=r"got shape \(2, 22050\)"):
         clmr.embed([np.zeros((2, 22050), dtype=np.float32)], layers=["encoder"])
+
+
+def test_cuda_without_a_gpu_is_a_config_error():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here (tests/test_gpu.py covers cuda)")
+    from mirprobe.features import resolve_device
+
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        resolve_device("cuda")
