@@ -4,8 +4,15 @@
 #
 #   bash bench/gpu_session.sh [PART ...]     PART: tests probe extractors jukebox
 #
-# Missing pure-Python dependencies travel as wheels in .whl/ (see bench/RESULTS.md,
-# "GPU machine"); each part's output is kept in $OUT/<part>.log when OUT is set.
+# What that image lacked (2026-11-23: torch 2.11, transformers 5.17 were there) travels as
+# cp312 manylinux wheels in .whl/ (git-ignored), fetched where pip works with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#     jukebox-infer==0.1.2 unidecode==1.4.0 mir_eval==0.8.2 jsonschema==4.26.0 \
+#     referencing==0.37.0 rpds-py==2026.9.1 jsonschema-specifications==2025.9.1 \
+#     librosa==0.11.0 audioread==3.1.0 soxr==1.1.0 pooch==1.9.0 platformdirs==4.14.7 \
+#     decorator==5.3.1 soundfile==0.14.0 cffi==2.1.1 pycparser==3.12
+# Each part's output is kept in $OUT/<part>.log (default /tmp/mirprobe-gpu).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/mirprobe-gpu}
