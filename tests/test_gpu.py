@@ -21,6 +21,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
 
 from test_batched import assert_same_grid, fit, problem, small_grid  # noqa: E402
+from test_convnet_extractors import clips  # noqa: E402
 
 from mirprobe.audio import write_wav  # noqa: E402
 from mirprobe.extractors import build_extractor  # noqa: E402
@@ -81,23 +82,12 @@ EXTRACTORS = {
 }
 
 
-def clips(sr, n=3, seconds=4.0, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    return [
-        (0.3 * np.sin(2 * np.pi * (220 + 110 * k) * t) + 0.05 * rng.standard_normal(t.size)).astype(
-            np.float32
-        )
-        for k in range(n)
-    ]
-
-
 @pytest.mark.parametrize("name", sorted(EXTRACTORS))
 def test_extractor_on_cuda_matches_cpu(name):
     spec, layers, rtol = EXTRACTORS[name]
     cpu = build_extractor(spec).load(device="cpu")
     gpu = build_extractor(spec).load(device="cuda")
-    batch = clips(cpu.sample_rate)
+    batch = clips(cpu.sample_rate, seconds=4.0, n=3)
     torch.cuda.reset_peak_memory_stats()
     want = cpu.embed(batch, layers=layers)
     got = gpu.embed(batch, layers=layers)
@@ -120,7 +110,7 @@ def test_extract_shard_on_cuda_records_the_device(tmp_path):
     shard = tmp_path / "shard-000"
     shard.mkdir()
     rows = []
-    for k, y in enumerate(clips(32000, n=3, seconds=1.5)):
+    for k, y in enumerate(clips(32000, seconds=1.5, n=3)):
         write_wav(shard / f"c{k}.wav", y, sr=32000)
         rows.append({"clip_id": f"c{k}", "source": f"c{k}.wav", "status": "ok", "reason": ""})
         rows[-1]["n_samples"] = y.size
