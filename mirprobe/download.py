@@ -22,6 +22,10 @@ Fetching (:func:`fetch`)
     * when every URL fails, the DataError lists each URL with its error, the
       expected checksum and the exact path where the file can be placed by
       hand.
+    * concurrent fetches of one file (parallel jobs needing the same
+      checkpoint) take turns on an exclusive lock, ``<path>.lock``
+      (``fcntl.flock``): the first downloads, the others then find the
+      verified file and download nothing.
 
 Only the standard library is used (urllib), so a dataset's ``prepare`` needs
 no extra dependency to download.
@@ -31,6 +35,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +190,26 @@ def fetch(remote, *, root, local_only=False, timeout=60):
             f"is set); known URLs: {', '.join(remote.urls) or 'none'}; "
             + _hand_placement(remote, dest)
         )
-    return download(remote, dest, timeout=timeout)
+    with _exclusive_lock(dest.with_name(dest.name + ".lock")):
+        # another process may have finished the download while we waited
+        if dest.is_file():
+            verify_file(dest, remote.checksum)
+            return dest
+        return download(remote, dest, timeout=timeout)
+
+
+@contextmanager
+def _exclusive_lock(path):
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def fetch_all(remotes, *, root, local_only=False, timeout=60):

@@ -4,6 +4,7 @@ dead links, wrong bytes); the server runs in a thread and stops by itself."""
 import hashlib
 import http.server
 import threading
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 class Handler(http.server.BaseHTTPRequestHandler):
     files = {}  # path -> bytes
     ignore_range = set()  # paths served whole even when a Range is asked
+    slow = set()  # paths answered after a pause (to overlap concurrent fetches)
     requests = []  # (path, Range header)
 
     def log_message(self, *args):
@@ -28,6 +30,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if body is None:
             self.send_error(404, "not here")
             return
+        if self.path in self.slow:
+            time.sleep(0.5)
         start = 0
         header = self.headers.get("Range")
         if header and self.path not in self.ignore_range:
@@ -43,8 +47,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    Handler.files = {"/good.bin": PAYLOAD, "/bad.bin": b"x" * 1000, "/norange.bin": PAYLOAD}
+    Handler.files = {
+        "/good.bin": PAYLOAD,
+        "/bad.bin": b"x" * 1000,
+        "/norange.bin": PAYLOAD,
+        "/slow.bin": PAYLOAD,
+    }
     Handler.ignore_range = {"/norange.bin"}
+    Handler.slow = {"/slow.bin"}
     Handler.requests = []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.timeout = 5
@@ -132,3 +142,25 @@ def test_mirrors_from_config_come_first():
         "http://mirror/file",
         "http://registry/file",
     )
+
+
+def test_concurrent_fetches_of_one_file_download_it_once(server, tmp_path):
+    # parallel extraction jobs asking for the same checkpoint: without the
+    # lock each would download (and append to) the same .part file
+    results, errors = [], []
+
+    def fetch_one():
+        try:
+            results.append(fetch(remote(f"{server}/slow.bin"), root=tmp_path))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=fetch_one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    assert results == [tmp_path / "sub/file.bin"] * 3
+    verify_file(tmp_path / "sub/file.bin", SHA256)
+    assert [path for path, _ in Handler.requests] == ["/slow.bin"]
