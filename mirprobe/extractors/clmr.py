@@ -26,8 +26,11 @@ Weights (see :mod:`mirprobe.extractors.torch_weights`): ``weights`` +
 ``model.encoder.*`` keys, as CLMR 2.x trains), a SimCLR state dict
 (``encoder.*`` keys, CLMR 1.x), or a bare SampleCNN state dict. ``fc.*``
 and projector keys are ignored. The published checkpoints are on the CLMR
-GitHub releases page (zipped: unzip and point ``weights`` at the ``.pt``
-/ ``.ckpt`` file with its sha256). ``random_weights: true`` gives the
+GitHub releases page, zipped: CALM used
+``clmr_magnatagatune_mlp/clmr_epoch=10000.ckpt`` from
+``https://github.com/Spijkervet/CLMR/releases/download/2.1/clmr_magnatagatune_mlp.zip``
+(jukemir's ``clmr.dockerfile``); unzip it and point ``weights`` at that
+file with its sha256 (no digest of it is published, so there is no default). ``random_weights: true`` gives the
 seeded random-initialisation baseline.
 """
 

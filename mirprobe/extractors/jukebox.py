@@ -46,7 +46,9 @@ A clip under 128 samples has no token and always raises.
 ``prior_urls`` (tried in order) and verified against ``vqvae_sha256`` /
 ``prior_sha256``. OpenAI's CDN (openaipublic.azureedge.net) was retired
 (openai/jukebox issue #312); the default lists the underlying blob-storage
-URL first, then the CDN one; add working mirrors in front. The sha256s of
+URL first, then the Google Cloud Storage bucket that jukemirlib's
+``constants.py`` names as its alternative (``storage.googleapis.com/
+jukebox-weights/``), then the CDN; add working mirrors in front. The sha256s of
 the original files are not recorded anywhere we could check, so they have
 no default: a file placed by hand fails with an error giving its actual
 sha256, to be pinned in the config after verifying the file by other means.
@@ -104,10 +106,12 @@ VQVAE_FILE = "vqvae.pth.tar"
 PRIOR_FILE = "prior_level_2.pth.tar"
 DEFAULT_VQVAE_URLS = [
     "https://openaipublic.blob.core.windows.net/jukebox/models/5b/vqvae.pth.tar",
+    "https://storage.googleapis.com/jukebox-weights/vqvae.pth.tar",
     "https://openaipublic.azureedge.net/jukebox/models/5b/vqvae.pth.tar",
 ]
 DEFAULT_PRIOR_URLS = [
     "https://openaipublic.blob.core.windows.net/jukebox/models/5b/prior_level_2.pth.tar",
+    "https://storage.googleapis.com/jukebox-weights/prior_level_2.pth.tar",
     "https://openaipublic.azureedge.net/jukebox/models/5b/prior_level_2.pth.tar",
 ]
 #: total length given to the timing conditioner, as jukemir (the 5B prior
