@@ -84,8 +84,9 @@ def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, exp
     return record
 
 
-def extract(*, shard_dir, out_path, representation_config, layers, device):
-    """Embed one resampled shard with one representation."""
+def extract(*, shard_dir, out_path, representation_config, layers, device, dataset_kind=None):
+    """Embed one resampled shard (of a dataset of ``dataset_kind``) with one representation."""
+    from .datasets import get_dataset_class
     from .extractors import build_extractor
     from .features import extract_shard, resolve_device
 
@@ -98,6 +99,7 @@ def extract(*, shard_dir, out_path, representation_config, layers, device):
         layers=layers,
         batch_size=representation_config["batch_size"],
         device=device,
+        dataset=None if dataset_kind is None else get_dataset_class(dataset_kind),
     )
 
 
@@ -130,6 +132,11 @@ def _probe_data(*, metadata_path, prepare_record_path, feature_paths, shard_dirs
         excluded={e["clip_id"]: e["reason"] for e in excluded},
     )
     return prepared, splits, excluded
+
+
+def _song_groups(prepared, split):
+    """The song of each clip where the task scores songs (key), else None."""
+    return split.groups if prepared["task_type"] == "key" else None
 
 
 def train_probe(
@@ -174,7 +181,7 @@ def train_probe(
         task_type=prepared["task_type"],
         labels=prepared["labels"],
         configs=configs,
-        valid_groups=valid.groups,
+        valid_groups=_song_groups(prepared, valid),
         device=device,
         trainer=probe_config["trainer"],
     )
@@ -247,7 +254,7 @@ def evaluate_probe(
         y_true=test.y,
         scores=scores,
         labels=prepared["labels"],
-        groups=test.groups,
+        groups=_song_groups(prepared, test),
         ensemble=getattr(probe, "ensemble", None) or "mean_prob",
     )
     record = stage_record(

@@ -648,3 +648,114 @@ def test_importing_configs_and_metrics_does_not_import_torch():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the train / evaluate stages on every task type ------------------------------
+def _stage_inputs(tmp_path, task_type):
+    """metadata.csv, prepare.json, one feature shard and its manifest, as the
+    workflow's earlier stages write them, for 60 clips with a learnable signal."""
+    import pandas as pd
+
+    from mirprobe.datasets.base import write_metadata
+
+    rng = np.random.default_rng(0)
+    labels = {
+        "multiclass": ["a", "b", "c"],
+        "key": ["C major", "A minor", "G major"],
+        "multilabel": ["x", "y", "z"],
+        "regression": ["arousal", "valence"],
+    }[task_type]
+    rows, features = [], []
+    for i in range(60):
+        split = "train" if i < 30 else "valid" if i < 45 else "test"
+        k = i % 3
+        x = rng.standard_normal(8).astype(np.float32)
+        x[k] += 3.0
+        if task_type == "multilabel":
+            label = "|".join(labels[j] for j in range(3) if j != k)
+        elif task_type == "regression":
+            label = f"{0.5 * k}|{-0.25 * k}"
+        else:
+            label = labels[k]
+        # key: two clips per song, as GiantSteps' 30 s clips
+        song = f"s{i // 2:03d}" if task_type == "key" else f"c{i:03d}"
+        if task_type == "key":
+            x[:3] = 0.0
+            x[(i // 2) % 3] += 3.0
+            label = labels[(i // 2) % 3]
+        rows.append(
+            {
+                "clip_id": f"c{i:03d}",
+                "audio_path": f"c{i:03d}.wav",
+                "offset": 0.0,
+                "duration": "",
+                "split": split,
+                "label": label,
+                "song_id": song,
+            }
+        )
+        features.append(x)
+    write_metadata(pd.DataFrame(rows), tmp_path / "metadata.csv")
+    (tmp_path / "prepare.json").write_text(json.dumps({"task_type": task_type, "labels": labels}))
+    shard = tmp_path / "shard-000"
+    shard.mkdir()
+    pd.DataFrame(
+        {
+            "clip_id": [r["clip_id"] for r in rows],
+            "source": [r["audio_path"] for r in rows],
+            "status": "ok",
+            "reason": "",
+            "n_samples": 100,
+        }
+    ).to_csv(shard / "manifest.tsv", sep="\t", index=False)
+    np.savez(
+        tmp_path / "features.npz",
+        clip_ids=np.array([r["clip_id"] for r in rows]),
+        profile=np.array("{}"),
+        **{"layer:x": np.stack(features)},
+    )
+    return {
+        "metadata_path": tmp_path / "metadata.csv",
+        "prepare_record_path": tmp_path / "prepare.json",
+        "feature_paths": [tmp_path / "features.npz"],
+        "shard_dirs": [shard],
+        "layer": "x",
+        "device": "cpu",
+    }
+
+
+@pytest.mark.parametrize("task_type", ["multiclass", "key", "multilabel", "regression"])
+def test_train_and_evaluate_stages_run_every_task_type(tmp_path, task_type):
+    # song groups go to the key task only; every other task type once failed here
+    from mirprobe.metrics import PRIMARY_METRIC
+    from mirprobe.stages import evaluate_probe, train_probe
+
+    inputs = _stage_inputs(tmp_path, task_type)
+    probe_config = {
+        "grid": {
+            "standardize": [True],
+            "batch_size": [16],
+            "hidden_sizes": [[]],
+            "learning_rate": [0.01],
+            "l2": [0.0],
+            "dropout": [0.0],
+        },
+        "eval_every": 8,
+        "patience": 4,
+        "max_steps": 200,
+        "trainer": "serial",
+    }
+    trained = train_probe(
+        **inputs,
+        probe_config=probe_config,
+        seed=0,
+        probe_path=tmp_path / "probe.pt",
+        record_path=tmp_path / "train.json",
+    )
+    assert trained["clip_counts"] == {"train": 30, "valid": 15, "test": 15}
+    evaluated = evaluate_probe(
+        **inputs, probe_path=tmp_path / "probe.pt", record_path=tmp_path / "test.json"
+    )
+    primary = evaluated["metrics"][PRIMARY_METRIC[task_type]]
+    assert evaluated["metrics"]["primary"] == primary
+    assert primary > {"regression": 0.5}.get(task_type, 0.7)
