@@ -80,6 +80,10 @@ def validate_config(config):
                 f"representations.{name}.layers: unknown layers {unknown} for extractor "
                 f"{entry['extractor']!r}; available: {list(cls.available_layers(entry['params']))}"
             )
+        for dataset, dataset_entry in config["datasets"].items():
+            cls.check_dataset(
+                get_dataset_class(dataset_entry["kind"]), representation=name, dataset=dataset
+            )
     return config
 
 

@@ -190,7 +190,7 @@ def fetch(remote, *, root, local_only=False, timeout=60):
             f"is set); known URLs: {', '.join(remote.urls) or 'none'}; "
             + _hand_placement(remote, dest)
         )
-    with _exclusive_lock(dest.with_name(dest.name + ".lock")):
+    with exclusive_lock(dest.with_name(dest.name + ".lock")):
         # another process may have finished the download while we waited
         if dest.is_file():
             verify_file(dest, remote.checksum)
@@ -199,7 +199,7 @@ def fetch(remote, *, root, local_only=False, timeout=60):
 
 
 @contextmanager
-def _exclusive_lock(path):
+def exclusive_lock(path):
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
     import fcntl
 

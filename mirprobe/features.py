@@ -53,8 +53,14 @@ def peak_memory_mb(device):
     return peak
 
 
-def extract_shard(shard_dir, out_path, *, extractor, layers, batch_size=8, device="cpu"):
-    """Embed every good clip of a resampled shard; write the feature shard atomically."""
+def extract_shard(
+    shard_dir, out_path, *, extractor, layers, batch_size=8, device="cpu", dataset=None
+):
+    """Embed every good clip of a resampled shard; write the feature shard atomically.
+
+    ``dataset`` (the dataset's class) is needed by extractors that read stored
+    features by clip id rather than audio (``reads_audio = False``).
+    """
     from tqdm import tqdm
 
     from .audio import load_audio, read_manifest
@@ -63,6 +69,8 @@ def extract_shard(shard_dir, out_path, *, extractor, layers, batch_size=8, devic
     manifest = read_manifest(shard_dir)
     good = manifest[manifest["status"] == "ok"]
     layers = extractor.check_layers(layers)
+    if not extractor.reads_audio and dataset is None:
+        raise ConfigError(f"extractor {extractor.name!r} reads features by clip id: give dataset")
     started_at = time.time()
     started = time.perf_counter()
     extractor.load(device=device)
@@ -74,11 +82,14 @@ def extract_shard(shard_dir, out_path, *, extractor, layers, batch_size=8, devic
     progress = tqdm(total=len(clip_ids), desc=shard_dir.name, unit="clip", file=sys.stderr)
     for start in range(0, len(clip_ids), batch_size):
         batch_ids = clip_ids[start : start + batch_size]
-        batch = [
-            load_audio(shard_dir / f"{clip_id}.wav", sr=extractor.sample_rate)
-            for clip_id in batch_ids
-        ]
-        embedded = extractor.embed(batch, layers=layers)
+        if extractor.reads_audio:
+            batch = [
+                load_audio(shard_dir / f"{clip_id}.wav", sr=extractor.sample_rate)
+                for clip_id in batch_ids
+            ]
+            embedded = extractor.embed(batch, layers=layers)
+        else:
+            embedded = extractor.embed_clips(batch_ids, layers=layers, dataset=dataset)
         for layer in layers:
             array = np.asarray(embedded[layer], dtype=np.float32)
             if array.shape[0] != len(batch_ids) or array.ndim != 2:
@@ -107,6 +118,8 @@ def extract_shard(shard_dir, out_path, *, extractor, layers, batch_size=8, devic
         "clips_per_s": round(len(clip_ids) / embed_s, 3) if embed_s > 0 else None,
         **{k: round(v, 1) for k, v in peak_memory_mb(device).items()},
     }
+    if extractor.source_record() is not None:
+        profile["source"] = extractor.source_record()
     profile["environment"] = environment_record(device=device)
     arrays = {
         f"layer:{layer}": (np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32))

@@ -180,6 +180,8 @@ def build_cell_record(
                             "n_clips",
                         )
                     },
+                    # stored features (jukemir_precomputed): where they came from
+                    **({"source": p["source"]} if "source" in p else {}),
                 }
                 for p in feature_profiles
             ],

@@ -18,5 +18,6 @@ rule extract:
         representation_config=lambda wc: config["representations"][wc.representation],
         layers=lambda wc: layers_of(wc.representation),
         device=config["device"],
+        dataset_kind=lambda wc: config["datasets"][wc.dataset]["kind"],
     script:
         "../scripts/extract.py"

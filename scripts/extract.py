@@ -15,4 +15,5 @@ extract(
     representation_config=snakemake.params.representation_config,  # noqa: F821
     layers=snakemake.params.layers,  # noqa: F821
     device=snakemake.params.device,  # noqa: F821
+    dataset_kind=snakemake.params.dataset_kind,  # noqa: F821
 )

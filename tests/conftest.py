@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import shutil
@@ -5,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,6 +22,45 @@ def fixture_path(*parts):
     if not path.exists():
         pytest.skip(f"fixture {path} absent (set MIRPROBE_FIXTURES to the shared fixtures folder)")
     return path
+
+
+def gtzan_lists(root=None):
+    """The real fault-filtered GTZAN split lists (coreyker/dnn-mgr), read in place."""
+    root = root or fixture_path("annotations", "gtzan", "dnn-mgr", "gtzan")
+    return {s: root / f"{s}_filtered.txt" for s in ("train", "valid", "test")}
+
+
+@pytest.fixture
+def local_gtzan(tmp_path, monkeypatch):
+    """data_home/gtzan with the real split lists, 930 tiny WAVs named like GTZAN's
+    in mirdata's layout, and a mirdata-format index holding their md5s."""
+    import urllib.request
+
+    from mirprobe.datasets import gtzan
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    data_home = tmp_path / "data_home"
+    root = data_home / "gtzan"
+    root.mkdir(parents=True)
+    for path in gtzan_lists().values():
+        shutil.copy(path, root / path.name)
+    table = gtzan.read_split_lists(gtzan_lists())
+    rng = np.random.default_rng(0)
+    tracks = {}
+    for clip_id, genre in zip(table["clip_id"], table["genre"], strict=True):
+        rel = f"gtzan_genre/genres/{genre}/{clip_id}.wav"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(
+            root / rel, 0.1 * rng.standard_normal(800).astype(np.float32), 8000, subtype="PCM_16"
+        )
+        md5 = hashlib.md5((root / rel).read_bytes()).hexdigest()
+        tracks[clip_id] = {"audio": [rel, md5]}
+    index = tmp_path / "gtzan_genre_index_test.json"
+    index.write_text(json.dumps({"version": "1.0", "tracks": tracks}))
+    return {"data_home": data_home, "root": root, "index": index, "tracks": tracks}
 
 
 requires_fluidsynth = pytest.mark.skipif(

@@ -6,7 +6,6 @@ import csv
 import gzip
 import hashlib
 import json
-import shutil
 from collections import Counter
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from conftest import fixture_path
+from conftest import fixture_path, gtzan_lists
 from mirprobe.datasets import (
     build_dataset,
     emomusic,
@@ -195,13 +194,8 @@ def test_giantsteps_audio_checksums_come_from_the_repositories():
 
 
 # -- GTZAN ---------------------------------------------------------------------
-def _gtzan_lists(root=None):
-    root = root or fixture_path("annotations", "gtzan", "dnn-mgr", "gtzan")
-    return {s: root / f"{s}_filtered.txt" for s in ("train", "valid", "test")}
-
-
 def test_gtzan_split_table_equals_jukemir():
-    table = gtzan.split_table(_gtzan_lists())
+    table = gtzan.split_table(gtzan_lists())
     assert table["split"].value_counts().to_dict() == gtzan.SPLIT_SIZES
     want = {uid: (v["extra"]["id"], v["split"], v["y"]) for uid, v in jukemir("gtzan_ff").items()}
     got = {r.jukemir_uid: (r.clip_id, r.split, r.label) for r in table.itertuples(index=False)}
@@ -211,7 +205,7 @@ def test_gtzan_split_table_equals_jukemir():
 def test_gtzan_split_lists_match_the_registry_checksums():
     from mirprobe.download import verify_file
 
-    for split, path in _gtzan_lists().items():
+    for split, path in gtzan_lists().items():
         verify_file(path, gtzan.REMOTES[f"GTZAN_{split.upper()}"].checksum)
     assets = json.loads(fixture_path("jukemir", "assets", "gtzan.json").read_text())
     for key, remote in gtzan.REMOTES.items():
@@ -323,37 +317,6 @@ def test_num_clips_and_labels_known_before_data(kind, n, n_labels):
 
 
 # -- an offline prepare on a local GTZAN laid out like the real one -------------
-@pytest.fixture
-def local_gtzan(tmp_path, monkeypatch):
-    """data_home/gtzan with the real split lists, 930 tiny WAVs named like GTZAN's
-    in mirdata's layout, and a mirdata-format index holding their md5s."""
-    import urllib.request
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    data_home = tmp_path / "data_home"
-    root = data_home / "gtzan"
-    root.mkdir(parents=True)
-    for path in _gtzan_lists().values():
-        shutil.copy(path, root / path.name)
-    table = gtzan.read_split_lists(_gtzan_lists())
-    rng = np.random.default_rng(0)
-    tracks = {}
-    for clip_id, genre in zip(table["clip_id"], table["genre"], strict=True):
-        rel = f"gtzan_genre/genres/{genre}/{clip_id}.wav"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(
-            root / rel, 0.1 * rng.standard_normal(800).astype(np.float32), 8000, subtype="PCM_16"
-        )
-        md5 = hashlib.md5((root / rel).read_bytes()).hexdigest()
-        tracks[clip_id] = {"audio": [rel, md5]}
-    index = tmp_path / "gtzan_genre_index_test.json"
-    index.write_text(json.dumps({"version": "1.0", "tracks": tracks}))
-    return {"data_home": data_home, "root": root, "index": index, "tracks": tracks}
-
-
 def _gtzan_config(index):
     return {"kind": "gtzan_ff", "params": {"mirdata_index": str(index)}}
 

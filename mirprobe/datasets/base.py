@@ -58,11 +58,18 @@ class Dataset:
     task_type = None
     #: JSON schema of the ``params`` mapping in the config
     params_schema = {"type": "object", "additionalProperties": False}
+    #: this dataset's tag in jukemir (the CALM paper's code), None if not one of its
+    jukemir_tag = None
 
     def __init__(self, *, name, params=None, data_home=None):
         self.name = name
         self.params = dict(params or {})
         self.data_home = None if data_home is None else Path(data_home)
+
+    @classmethod
+    def jukemir_uid(cls, clip_id):
+        """The key of a clip in jukemir's metadata (and its feature file names)."""
+        return clip_id
 
     def labels(self):
         """The ordered list of class or tag names (output order of the probe)."""

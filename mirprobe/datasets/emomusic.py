@@ -140,6 +140,7 @@ class Emomusic(RemoteDataset):
     """Emomusic arousal/valence regression; see the module docstring."""
 
     kind = "emomusic"
+    jukemir_tag = "emomusic"
     task_type = "regression"
     subdir = "emomusic"
     params_schema = params_schema({})

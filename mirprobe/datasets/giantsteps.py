@@ -202,6 +202,7 @@ class GiantStepsClips(RemoteDataset):
     """GiantSteps key in 30 s clips; see the module docstring."""
 
     kind = "giantsteps_clips"
+    jukemir_tag = "giantsteps_clips"
     task_type = "key"
     subdir = "giantsteps"
     params_schema = params_schema({})

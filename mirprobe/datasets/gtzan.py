@@ -111,7 +111,7 @@ def split_table(paths):
             "label": table["genre"],
             "song_id": table["clip_id"],
             "genre": table["genre"],
-            "jukemir_uid": [hashlib.sha256(c.encode()).hexdigest() for c in table["clip_id"]],
+            "jukemir_uid": [GtzanFaultFiltered.jukemir_uid(c) for c in table["clip_id"]],
         }
     )
 
@@ -120,6 +120,7 @@ class GtzanFaultFiltered(RemoteDataset):
     """GTZAN genre, fault-filtered split; see the module docstring."""
 
     kind = "gtzan_ff"
+    jukemir_tag = "gtzan_ff"
     task_type = "multiclass"
     subdir = "gtzan"
     params_schema = params_schema(
@@ -132,6 +133,11 @@ class GtzanFaultFiltered(RemoteDataset):
             },
         }
     )
+
+    @classmethod
+    def jukemir_uid(cls, clip_id):
+        # jukemir keys GTZAN clips by the sha256 of their id
+        return hashlib.sha256(clip_id.encode()).hexdigest()
 
     def labels(self):
         return list(GENRES)

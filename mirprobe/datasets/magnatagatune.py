@@ -156,6 +156,7 @@ class MagnaTagATune(RemoteDataset):
     """MagnaTagATune top-50 tagging; see the module docstring."""
 
     kind = "magnatagatune"
+    jukemir_tag = "magnatagatune"
     task_type = "multilabel"
     subdir = "magnatagatune"
     params_schema = params_schema({})

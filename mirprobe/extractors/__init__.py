@@ -18,6 +18,7 @@ EXTRACTOR_CLASSES = {
     "musicnn": "mirprobe.extractors.musicnn:MusiCNN",
     "clmr": "mirprobe.extractors.clmr:CLMR",
     "choi": "mirprobe.extractors.choi:Choi",
+    "jukemir_precomputed": "mirprobe.extractors.jukemir_precomputed:JukemirPrecomputed",
 }
 
 

@@ -15,6 +15,11 @@ One small class per representation (HEAR's ``load_model`` /
     a list of mono float32 arrays -> ``{layer: (batch, dim) float32 array}``,
     pooled over time as the representation's paper does.
 
+An extractor that reads stored features instead of audio sets
+``reads_audio = False`` and implements ``embed_clips(clip_ids, layers=...,
+dataset=<dataset class>)``; ``check_dataset`` rejects, at config time, a
+dataset it has nothing for.
+
 Class attributes and ``available_layers`` must not import heavy libraries:
 the Snakefile reads them while parsing.
 """
@@ -27,6 +32,8 @@ class Extractor:
     name = None
     sample_rate = None
     wants_gpu = False
+    #: False for extractors that read stored features by clip id (embed_clips)
+    reads_audio = True
     default_layers = ()
     #: JSON schema of the ``params`` mapping in the config
     params_schema = {"type": "object", "additionalProperties": False}
@@ -50,6 +57,14 @@ class Extractor:
     def default_layers_for(cls, params):
         """The layers probed when the config names none (may depend on params)."""
         return tuple(str(layer) for layer in cls.default_layers)
+
+    @classmethod
+    def check_dataset(cls, dataset_cls, *, representation, dataset):
+        """ConfigError if this extractor cannot embed the clips of ``dataset_cls``."""
+
+    def source_record(self):
+        """What the features were read from, when not only the model (None: nothing more)."""
+        return None
 
     def load(self, *, device="cpu", dtype=None):
         self.device = device
