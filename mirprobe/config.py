@@ -84,7 +84,57 @@ def validate_config(config):
             cls.check_dataset(
                 get_dataset_class(dataset_entry["kind"]), representation=name, dataset=dataset
             )
+    resolve_comparisons(config)
     return config
+
+
+def representation_layers(config, name):
+    """The probed (hence extracted) layers of representation ``name``, as strings."""
+    from .extractors import get_extractor_class
+
+    entry = config["representations"][name]
+    layers = entry["layers"]
+    if layers is None:
+        layers = get_extractor_class(entry["extractor"]).default_layers_for(entry["params"])
+    return [str(layer) for layer in layers]
+
+
+def resolve_comparisons(config):
+    """The config's ``compare`` pairs as ``[{id, a: {name, layer}, b: {name, layer}}]``."""
+    resolved = []
+    for index, pair in enumerate(config.get("compare") or []):
+        sides = []
+        for side in ("a", "b"):
+            where = f"compare[{index}].{side}"
+            name, _, layer = str(pair[side]).partition("/")
+            if name not in config["representations"]:
+                raise ConfigError(
+                    f"{where}: unknown representation {name!r}; known: "
+                    f"{sorted(config['representations'])}"
+                )
+            layers = representation_layers(config, name)
+            if not layer:
+                if len(layers) != 1:
+                    raise ConfigError(
+                        f"{where}: {name!r} has probed layers {layers}; write {name}/<layer>"
+                    )
+                layer = layers[0]
+            elif layer not in layers:
+                raise ConfigError(
+                    f"{where}: layer {layer!r} of {name!r} is not probed, so not extracted "
+                    f"(probed layers: {layers})"
+                )
+            sides.append({"name": name, "layer": layer})
+        a, b = sides
+        if a == b:
+            raise ConfigError(f"compare[{index}]: a and b are both {a['name']}/{a['layer']}")
+        pair_id = f"{a['name']}.{a['layer']}--{b['name']}.{b['layer']}"
+        resolved.append({"id": pair_id, "a": a, "b": b})
+    ids = [c["id"] for c in resolved]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise ConfigError(f"compare: pairs listed twice: {duplicated}")
+    return resolved
 
 
 def load_config(path):

@@ -1,6 +1,7 @@
 # Helpers shared by the rules: config resolution, shards, rows and targets.
 # Only light modules are imported here, so that parsing takes a fraction of a
 # second (no torch, librosa or transformers at parse time).
+import re
 import sys
 
 # The package holding the workflow's logic sits beside the Snakefile; the
@@ -8,7 +9,7 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from mirprobe.audio import shard_slices
-from mirprobe.config import config_hash, validate_config
+from mirprobe.config import config_hash, resolve_comparisons, validate_config
 from mirprobe.datasets import build_dataset
 from mirprobe.extractors import get_extractor_class
 
@@ -22,6 +23,7 @@ EXTRACTORS = {
     name: get_extractor_class(entry["extractor"])
     for name, entry in config["representations"].items()
 }
+COMPARISONS = {pair["id"]: pair for pair in resolve_comparisons(config)}
 
 
 wildcard_constraints:
@@ -30,6 +32,7 @@ wildcard_constraints:
     shard=r"\d{3}",
     sr=r"\d+",
     layer=r"[^/]+",
+    pair="|".join(re.escape(pair) for pair in COMPARISONS) or "(?!)",
 
 
 def layers_of(representation):
@@ -63,12 +66,26 @@ def audio_shard_dirs(wildcards):
 
 
 def feature_shards(wildcards):
+    return feature_shards_of(wildcards.dataset, wildcards.representation)
+
+
+def feature_shards_of(dataset, representation):
     return expand(
         "results/features/{dataset}/{representation}/shard-{shard}.npz",
-        dataset=wildcards.dataset,
-        representation=wildcards.representation,
-        shard=shards_of(wildcards.dataset),
+        dataset=dataset,
+        representation=representation,
+        shard=shards_of(dataset),
     )
+
+
+def comparison_outputs():
+    if not COMPARISONS:
+        return []
+    return [
+        f"results/compare/{dataset}/{pair}.json"
+        for dataset in DATASETS
+        for pair in COMPARISONS
+    ] + ["results/compare.md"]
 
 
 def needs_gpu(representation):
@@ -134,4 +151,4 @@ def final_outputs():
         for rep in config["representations"]
         for shard in shards_of(dataset)
     ]
-    return table_outputs() + provenance + features
+    return table_outputs() + provenance + features + comparison_outputs()

@@ -188,12 +188,18 @@ def test_calm_features_are_probed_through_the_workflow(local_gtzan, tmp_path):
     table = gtzan.read_split_lists(gtzan_lists())
     local = tmp_path / "jukemir_representations" / "gtzan_ff" / "clmr"
     local.mkdir(parents=True)
-    vectors = {}
+    # a second copy with 1 % noise, compared against the first (results/compare)
+    noisy = tmp_path / "noisy" / "gtzan_ff" / "clmr"
+    noisy.mkdir(parents=True)
+    vectors, errors = {}, []
     for clip_id, genre in zip(table["clip_id"], table["genre"], strict=True):
         vector = rng.standard_normal(16).astype(np.float32)
         vector[gtzan.GENRES.index(genre)] += 4.0
         vectors[clip_id] = vector
         np.save(local / f"{GTZAN.jukemir_uid(clip_id)}.npy", vector)
+        copy = vector + 0.01 * np.linalg.norm(vector) * rng.standard_normal(16) / 4
+        errors.append(np.linalg.norm(copy - vector) / np.linalg.norm(vector))
+        np.save(noisy / f"{GTZAN.jukemir_uid(clip_id)}.npy", copy.astype(np.float32))
     workdir = tmp_path / "run"
     workdir.mkdir()
     config = {
@@ -213,8 +219,13 @@ def test_calm_features_are_probed_through_the_workflow(local_gtzan, tmp_path):
                 "extractor": "jukemir_precomputed",
                 "label": "CLMR (CALM's features)",
                 "params": {"representation": "clmr", "local_dir": str(local.parent.parent)},
-            }
+            },
+            "noisy_clmr": {
+                "extractor": "jukemir_precomputed",
+                "params": {"representation": "clmr", "local_dir": str(tmp_path / "noisy")},
+            },
         },
+        "compare": [{"a": "noisy_clmr", "b": "calm_clmr"}],
         "probe": {
             "grid": {"hidden_sizes": [[]], "learning_rate": [0.01], "l2": [0.0], "dropout": [0.0]},
             "patience": 8,
@@ -242,3 +253,12 @@ def test_calm_features_are_probed_through_the_workflow(local_gtzan, tmp_path):
     sources = [shard["source"]["sources"]["gtzan_ff"] for shard in record["stages"]["extract"]]
     assert sources == [{"directory": str(local)}] * 2
     assert "CLMR (CALM's features)" in (workdir / "results" / "table.md").read_text()
+
+    compared = json.loads(
+        (workdir / "results/compare/gtzan/noisy_clmr.features--calm_clmr.features.json").read_text()
+    )
+    assert compared["n_common"] == 930 and compared["only_a"]["count"] == 0
+    assert compared["relative_error"]["median"] == pytest.approx(np.median(errors), rel=1e-3)
+    assert compared["cosine"]["min"] > 0.99 and compared["linear_cka"] > 0.99
+    summary = (workdir / "results" / "compare.md").read_text()
+    assert "noisy_clmr/features" in summary and "calm_clmr/features" in summary

@@ -1,0 +1,12 @@
+"""Snakemake script: the summary table of every feature comparison (rule compare_summary)."""
+
+import sys
+from pathlib import Path
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+# import the mirprobe package of this workflow, whichever environment runs the job
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mirprobe.compare import write_summary  # noqa: E402
+
+write_summary(snakemake.input, snakemake.output[0])  # noqa: F821
