@@ -759,3 +759,81 @@ def test_train_and_evaluate_stages_run_every_task_type(tmp_path, task_type):
     primary = evaluated["metrics"][PRIMARY_METRIC[task_type]]
     assert evaluated["metrics"]["primary"] == primary
     assert primary > {"regression": 0.5}.get(task_type, 0.7)
+
+
+def test_one_table_holds_all_four_task_types(tmp_path):
+    """train -> evaluate -> provenance -> table for a multiclass, key, multilabel
+    and regression task side by side, as the paper config's table has them."""
+    from mirprobe.stages import assemble_table, cell_provenance, evaluate_probe, train_probe
+
+    probe_config = {
+        "grid": {
+            "standardize": [True],
+            "batch_size": [16],
+            "hidden_sizes": [[]],
+            "learning_rate": [0.01],
+            "l2": [0.0],
+            "dropout": [0.0],
+        },
+        "eval_every": 8,
+        "patience": 4,
+        "max_steps": 200,
+        "trainer": "serial",
+    }
+    tasks = ["multiclass", "key", "multilabel", "regression"]
+    tests, prepared = [], []
+    for task in tasks:
+        (tmp_path / task).mkdir()
+        inputs = _stage_inputs(tmp_path / task, task)
+        cell = tmp_path / task / "rep" / "x"
+        cell.mkdir(parents=True)
+        train_probe(
+            **inputs,
+            probe_config=probe_config,
+            seed=0,
+            probe_path=cell / "probe.pt",
+            record_path=cell / "train.json",
+        )
+        evaluate_probe(**inputs, probe_path=cell / "probe.pt", record_path=cell / "test.json")
+        record = cell_provenance(
+            task=task,
+            representation="rep",
+            layer="x",
+            row_label="Rep",
+            config={"seed": 0, "probe": probe_config, "representations": {"rep": {}}},
+            config_sha256="0" * 64,
+            workflow_dir=str(tmp_path),
+            prepare_record_path=inputs["prepare_record_path"],
+            shard_dirs=inputs["shard_dirs"],
+            feature_paths=inputs["feature_paths"],
+            train_record_path=cell / "train.json",
+            test_record_path=cell / "test.json",
+            out_path=tmp_path / f"{task}.provenance.json",
+        )
+        assert record["test_metrics"] == json.loads((cell / "test.json").read_text())["metrics"]
+        tests.append(cell / "test.json")
+        prepared.append(inputs["prepare_record_path"])
+    assemble_table(
+        cells=[(task, "rep", "x") for task in tasks],
+        rows=[("rep/x", "Rep")],
+        datasets={task: {"label": task.title()} for task in tasks},
+        probe_config=probe_config,
+        test_record_paths=tests,
+        prepare_record_paths=prepared,
+        out_paths=[tmp_path / "table.md", tmp_path / "table.csv"],
+    )
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == [
+        "Representation",
+        "Multiclass Acc",
+        "Key Weighted",
+        "Key Acc",
+        "Multilabel ROC-AUC",
+        "Multilabel AP",
+        "Regression R² arousal",
+        "Regression R² valence",
+        "Regression R²",
+    ]
+    values = [c.strip() for c in lines[2].strip("|").split("|")][1:]
+    assert all(v and 0 <= float(v) <= 100 for v in values), values
