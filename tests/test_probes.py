@@ -651,6 +651,23 @@ def test_importing_configs_and_metrics_does_not_import_torch():
 
 
 # -- the train / evaluate stages on every task type ------------------------------
+#: one linear probe, as the workflow's probe config gives it to the stages
+STAGE_PROBE_CONFIG = {
+    "grid": {
+        "standardize": [True],
+        "batch_size": [16],
+        "hidden_sizes": [[]],
+        "learning_rate": [0.01],
+        "l2": [0.0],
+        "dropout": [0.0],
+    },
+    "eval_every": 8,
+    "patience": 4,
+    "max_steps": 200,
+    "trainer": "serial",
+}
+
+
 def _stage_inputs(tmp_path, task_type):
     """metadata.csv, prepare.json, one feature shard and its manifest, as the
     workflow's earlier stages write them, for 60 clips with a learnable signal."""
@@ -731,20 +748,7 @@ def test_train_and_evaluate_stages_run_every_task_type(tmp_path, task_type):
     from mirprobe.stages import evaluate_probe, train_probe
 
     inputs = _stage_inputs(tmp_path, task_type)
-    probe_config = {
-        "grid": {
-            "standardize": [True],
-            "batch_size": [16],
-            "hidden_sizes": [[]],
-            "learning_rate": [0.01],
-            "l2": [0.0],
-            "dropout": [0.0],
-        },
-        "eval_every": 8,
-        "patience": 4,
-        "max_steps": 200,
-        "trainer": "serial",
-    }
+    probe_config = STAGE_PROBE_CONFIG
     trained = train_probe(
         **inputs,
         probe_config=probe_config,
@@ -766,20 +770,7 @@ def test_one_table_holds_all_four_task_types(tmp_path):
     and regression task side by side, as the paper config's table has them."""
     from mirprobe.stages import assemble_table, cell_provenance, evaluate_probe, train_probe
 
-    probe_config = {
-        "grid": {
-            "standardize": [True],
-            "batch_size": [16],
-            "hidden_sizes": [[]],
-            "learning_rate": [0.01],
-            "l2": [0.0],
-            "dropout": [0.0],
-        },
-        "eval_every": 8,
-        "patience": 4,
-        "max_steps": 200,
-        "trainer": "serial",
-    }
+    probe_config = STAGE_PROBE_CONFIG
     tasks = ["multiclass", "key", "multilabel", "regression"]
     tests, prepared = [], []
     for task in tasks:
