@@ -85,7 +85,28 @@ def validate_config(config):
                 get_dataset_class(dataset_entry["kind"]), representation=name, dataset=dataset
             )
     resolve_comparisons(config)
+    check_published(config)
     return config
+
+
+def check_published(config):
+    """ConfigError unless every published value names a dataset and one of its table columns."""
+    from .datasets import build_dataset
+    from .tables import table_metrics
+
+    for index, row in enumerate(config.get("published") or []):
+        for dataset, values in row["values"].items():
+            where = f"published[{index}].values.{dataset}"
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"{where}: unknown dataset; known: {sorted(config['datasets'])}")
+            entry = config["datasets"][dataset]
+            instance = build_dataset(dataset, entry)
+            columns = table_metrics(instance.task_type, entry.get("metrics"), instance.labels())
+            unknown = sorted(set(values) - set(columns))
+            if unknown:
+                raise ConfigError(
+                    f"{where}: metrics {unknown} are not columns of this task (columns: {columns})"
+                )
 
 
 def representation_layers(config, name):

@@ -318,7 +318,15 @@ def cell_provenance(
 
 
 def assemble_table(
-    *, cells, rows, datasets, probe_config, test_record_paths, prepare_record_paths, out_paths
+    *,
+    cells,
+    rows,
+    datasets,
+    probe_config,
+    test_record_paths,
+    prepare_record_paths,
+    out_paths,
+    published=(),
 ):
     """Write the results table from the test records of every cell."""
     import math
@@ -345,5 +353,10 @@ def assemble_table(
         note = f" ({probe_config['trainer']} training of {n_configs} probe configurations)"
     paths = {Path(p).suffix.lstrip("."): p for p in out_paths}
     write_tables(
-        records, tasks=tasks, rows=[tuple(r) for r in rows], paths=paths, protocol_note=note
+        records,
+        tasks=tasks,
+        rows=[tuple(r) for r in rows],
+        paths=paths,
+        protocol_note=note,
+        published=published,
     )

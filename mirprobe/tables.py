@@ -75,6 +75,18 @@ def build_table(cells, *, tasks, rows):
     return header, body
 
 
+def published_rows(published, *, tasks):
+    """Table lines of the published numbers (percent, one decimal; blank where none)."""
+    body = []
+    for row in published or []:
+        line = [f"{row['label']} [published]"]
+        for task, _, metrics in tasks:
+            values = row["values"].get(task, {})
+            line += [f"{values[m]:.1f}" if m in values else "" for m in metrics]
+        body.append(line)
+    return body
+
+
 def clip_notes(cells, *, tasks, rows):
     notes = []
     for task, title, _ in tasks:
@@ -90,16 +102,25 @@ def clip_notes(cells, *, tasks, rows):
     return notes
 
 
-def write_tables(cells, *, tasks, rows, paths, protocol_note=""):
-    """Write the table in every format of ``paths`` (``{"md"|"csv"|"tex": path}``)."""
+def write_tables(cells, *, tasks, rows, paths, protocol_note="", published=()):
+    """Write the table in every format of ``paths`` (``{"md"|"csv"|"tex": path}``).
+
+    ``published``: rows quoted from papers (config ``published``), appended
+    after the computed rows and marked ``[published]``.
+    """
     from tabulate import tabulate
 
     header, body = build_table(cells, tasks=tasks, rows=rows)
+    quoted = published_rows(published, tasks=tasks)
     notes = clip_notes(cells, tasks=tasks, rows=rows)
     if "md" in paths:
-        text = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
+        text = tabulate(body + quoted, headers=header, tablefmt="github", disable_numparse=True)
         text += "\n\nTest-split scores in percent of the probe selected on the validation split"
         text += f"{protocol_note}.\nClips per cell:\n" + "".join(f"- {n}\n" for n in notes)
+        if quoted:
+            text += "Rows marked [published] are quoted, not computed here:\n" + "".join(
+                f"- {row['label']}: {row['source']}\n" for row in published
+            )
         write_text(paths["md"], text)
     if "csv" in paths:
         buffer = io.StringIO()
@@ -115,7 +136,11 @@ def write_tables(cells, *, tasks, rows, paths, protocol_note=""):
                     f"{c['train']}/{c['valid']}/{c['test']}/{record.get('n_excluded', 0)}"
                 )
             writer.writerow(line + counts)
+        for line in quoted:
+            writer.writerow(line + [""] * len(tasks))
         write_text(paths["csv"], buffer.getvalue())
     if "tex" in paths:
-        text = tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
+        text = tabulate(
+            body + quoted, headers=header, tablefmt="latex_booktabs", disable_numparse=True
+        )
         write_text(paths["tex"], text + "\n")

@@ -64,5 +64,6 @@ rule table:
         rows=table_rows(),
         datasets=config["datasets"],
         probe_config=config["probe"],
+        published=config["published"],
     script:
         "../scripts/table.py"

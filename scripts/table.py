@@ -17,4 +17,5 @@ assemble_table(
     test_record_paths=snakemake.input.tests,  # noqa: F821
     prepare_record_paths=snakemake.input.prepared,  # noqa: F821
     out_paths=list(snakemake.output),  # noqa: F821
+    published=snakemake.params.published,  # noqa: F821
 )

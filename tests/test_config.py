@@ -169,3 +169,50 @@ def test_defaulted_params_are_not_shared_between_entries(default_config):
     }
     config = validate_config(default_config)
     assert config["datasets"]["a"]["params"] is not config["datasets"]["b"]["params"]
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"gtzan": {"accuracy": 79.7}}, r"published\[0\]\.values\.gtzan: unknown dataset"),
+        ({"synth_key": {"roc_auc_macro": 91.5}}, r"\['roc_auc_macro'\] are not columns"),
+        ({"synth_key": {"accuracy": "high"}}, "is not of type 'number'"),
+    ],
+)
+def test_a_wrong_published_number_fails_at_config_time(default_config, values, problem):
+    config = copy.deepcopy(default_config)
+    config["published"] = [{"label": "Paper", "source": "a paper", "values": values}]
+    with pytest.raises(ConfigError, match=problem):
+        validate_config(config)
+
+
+def test_published_rows_follow_the_computed_ones_marked_and_sourced(tmp_path):
+    from mirprobe.tables import write_tables
+
+    tasks = [("key", "Key", ["weighted_score", "accuracy"]), ("genre", "Genre", ["accuracy"])]
+    record = {
+        "metrics": {"weighted_score": 0.5, "accuracy": 0.25},
+        "clip_counts": {"train": 3, "valid": 2, "test": 1},
+    }
+    cells = {("rep/x", "key"): record, ("rep/x", "genre"): record}
+    published = [
+        {
+            "label": "Model (paper)",
+            "source": "Someone 2021, Table 1",
+            "values": {"genre": {"accuracy": 79.7}},
+        }
+    ]
+    paths = {fmt: tmp_path / f"table.{fmt}" for fmt in ("md", "csv", "tex")}
+    write_tables(cells, tasks=tasks, rows=[("rep/x", "Rep")], paths=paths, published=published)
+    md = paths["md"].read_text().splitlines()
+    assert [c.strip() for c in md[2].strip("|").split("|")] == ["Rep", "50.0", "25.0", "25.0"]
+    assert [c.strip() for c in md[3].strip("|").split("|")] == [
+        "Model (paper) [published]",
+        "",
+        "",
+        "79.7",
+    ]
+    assert "- Model (paper): Someone 2021, Table 1" in md
+    csv_lines = paths["csv"].read_text().splitlines()
+    assert csv_lines[2] == "Model (paper) [published],,,79.7,,"
+    assert "Model (paper) [published]" in paths["tex"].read_text()
