@@ -226,6 +226,13 @@ def test_calm_features_are_probed_through_the_workflow(local_gtzan, tmp_path):
             },
         },
         "compare": [{"a": "noisy_clmr", "b": "calm_clmr"}],
+        "published": [
+            {
+                "label": "CLMR (CALM paper)",
+                "source": "Castellon et al. 2021, Table 1",
+                "values": {"gtzan": {"accuracy": 68.6}},
+            }
+        ],
         "probe": {
             "grid": {"hidden_sizes": [[]], "learning_rate": [0.01], "l2": [0.0], "dropout": [0.0]},
             "patience": 8,
@@ -252,7 +259,9 @@ def test_calm_features_are_probed_through_the_workflow(local_gtzan, tmp_path):
     assert record["test_metrics"]["accuracy"] > 0.8
     sources = [shard["source"]["sources"]["gtzan_ff"] for shard in record["stages"]["extract"]]
     assert sources == [{"directory": str(local)}] * 2
-    assert "CLMR (CALM's features)" in (workdir / "results" / "table.md").read_text()
+    table_md = (workdir / "results" / "table.md").read_text()
+    assert "CLMR (CALM's features)" in table_md
+    assert "| CLMR (CALM paper) [published] | 68.6" in table_md
 
     compared = json.loads(
         (workdir / "results/compare/gtzan/noisy_clmr.features--calm_clmr.features.json").read_text()
