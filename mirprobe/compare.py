@@ -149,4 +149,4 @@ def summary_table(records):
     ]
     headers = ["Dataset", "a", "b (reference)", "Clips (only a/only b)", "Dims", "Linear CKA"]
     headers += ["Mean cosine", "Median rel. error"]
-    return tabulate(rows, headers=headers, tablefmt="github")
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
