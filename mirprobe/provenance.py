@@ -223,6 +223,19 @@ def describe(record):
         f"  code:  git {code.get('commit')} (dirty: {code.get('dirty')})",
         f"  config: sha256 {cfg['sha256'][:16]}, seed {cfg['seed']}",
     ]
+    # stored features (jukemir_precomputed): the file they were read from
+    sources = {
+        json.dumps(source, sort_keys=True): source
+        for shard in record["stages"].get("extract", [])
+        for source in ((shard.get("source") or {}).get("sources") or {}).values()
+    }
+    for source in sources.values():
+        origin = (
+            f"{source['tarball']} (sha256 {source['sha256'][:16]})"
+            if "tarball" in source
+            else "a local folder"
+        )
+        lines.append(f"  features: read from {origin}, {source['directory']}")
     for stage, info in record["stages"].items():
         infos = info if isinstance(info, list) else [info]
         wall = sum((i.get("wall_s") or 0) for i in infos)

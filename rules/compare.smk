@@ -29,7 +29,9 @@ rule compare_summary:
             for pair in COMPARISONS
         ],
     output:
-        "results/compare.md",
+        report(
+            "results/compare.md", caption="../report/compare.rst", category="Results"
+        ),
     log:
         "logs/compare_summary.log",
     benchmark:

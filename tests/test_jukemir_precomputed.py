@@ -259,6 +259,9 @@ def test_calm_features_are_probed_through_the_workflow(local_gtzan, tmp_path):
     assert record["test_metrics"]["accuracy"] > 0.8
     sources = [shard["source"]["sources"]["gtzan_ff"] for shard in record["stages"]["extract"]]
     assert sources == [{"directory": str(local)}] * 2
+    from mirprobe.provenance import describe
+
+    assert f"features: read from a local folder, {local}" in describe(record)
     table_md = (workdir / "results" / "table.md").read_text()
     assert "CLMR (CALM's features)" in table_md
     assert "| CLMR (CALM paper) [published] | 68.6" in table_md
