@@ -152,7 +152,10 @@ def test_a_bad_feature_file_is_an_error_naming_it(tmp_path, value, problem):
 
 def test_unpacking_writes_only_uid_files_inside_the_cache(tmp_path):
     vector = np.ones(3, np.float32)
-    sha = _tarball(tmp_path / "a.tar.gz", {"../../escape.npy": vector, "x/y/good.npy": vector})
+    sha = _tarball(
+        tmp_path / "a.tar.gz",
+        {"../../escape.npy": vector, "x/y/good.npy": vector, "x/y/._good.npy": b"\x00\x05"},
+    )
     dest = tmp_path / "cache" / "gtzan_ff" / "clmr"
     jp.unpack_features(tmp_path / "a.tar.gz", dest, sha256=sha)
     assert sorted(p.name for p in dest.iterdir()) == [".complete", "escape.npy", "good.npy"]

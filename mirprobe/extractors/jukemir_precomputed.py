@@ -23,7 +23,7 @@ of ``jazz.00024``, the others equal mirprobe's clip ids). The tarball is
 fetched once per dataset into ``cache_dir`` (resumable, verified, one
 download however many jobs ask; :func:`mirprobe.download.fetch`) and unpacked
 once, under a lock, into ``cache_dir/<dataset>/<representation>/``: only
-regular ``.npy`` members are read, each written under its own uid (never
+regular ``.npy`` members are read (macOS ``._*`` metadata files aside), each written under its own uid (never
 under a path taken from the archive). ``local_dir`` instead points at an
 existing jukemir ``representations`` directory; nothing is downloaded then.
 
@@ -126,6 +126,8 @@ def unpack_features(tarball, dest, *, sha256):
                 name = member.name
                 if not (member.isfile() and name.endswith(".npy")):
                     continue
+                if Path(name).name.startswith("._"):
+                    continue  # macOS AppleDouble metadata beside a file, not a feature
                 uid = Path(name).stem
                 if not _UID.match(uid):
                     raise DataError(f"{tarball}: member {name!r} is not named <uid>.npy")
