@@ -327,8 +327,15 @@ def assemble_table(
     prepare_record_paths,
     out_paths,
     published=(),
+    provenance_paths=(),
+    representation_labels=None,
 ):
-    """Write the results table from the test records of every cell."""
+    """Write the results table from the test records of every cell.
+
+    ``provenance_paths`` (aligned with ``cells``) give each cell's validation
+    score, from which the markdown table notes the layer each multi-layer
+    representation would be read at, chosen on validation.
+    """
     import math
 
     from .tables import table_metrics, write_tables
@@ -339,6 +346,13 @@ def assemble_table(
     records = {}
     for (dataset, representation, layer), path in zip(cells, test_record_paths, strict=True):
         records[(f"{representation}/{layer}", dataset)] = _read_json(path)
+    valid_primary = {}
+    for (dataset, representation, layer), path in zip(
+        cells if provenance_paths else (), provenance_paths, strict=True
+    ):
+        valid_primary[(f"{representation}/{layer}", dataset)] = _read_json(path)["valid_metrics"][
+            "primary"
+        ]
     tasks = []
     for dataset, entry in datasets.items():
         record = prepared[dataset]
@@ -359,4 +373,6 @@ def assemble_table(
         paths=paths,
         protocol_note=note,
         published=published,
+        valid_primary=valid_primary,
+        representation_labels=representation_labels or {},
     )

@@ -87,6 +87,30 @@ def published_rows(published, *, tasks):
     return body
 
 
+def layer_choices(cells, valid_primary, *, tasks, rows, labels):
+    """Per multi-layer representation and task, the layer with the best validation
+    score (the first in config order on a tie) and that layer's test score."""
+    layers_of = {}
+    for row_key, _ in rows:
+        representation, layer = row_key.rsplit("/", 1)
+        layers_of.setdefault(representation, []).append(layer)
+    lines = []
+    for representation, layers in layers_of.items():
+        if len(layers) < 2:
+            continue
+        parts = []
+        for task, title, _ in tasks:
+            keys = [(f"{representation}/{layer}", task) for layer in layers]
+            if any(key not in valid_primary for key in keys):
+                continue
+            best = max(range(len(layers)), key=lambda i: (valid_primary[keys[i]], -i))
+            test = cells[keys[best]]["metrics"]["primary"]
+            parts.append(f"{title} L{layers[best]} ({percent(test)})")
+        if parts:
+            lines.append(f"{labels.get(representation, representation)}: {', '.join(parts)}")
+    return lines
+
+
 def clip_notes(cells, *, tasks, rows):
     notes = []
     for task, title, _ in tasks:
@@ -102,11 +126,23 @@ def clip_notes(cells, *, tasks, rows):
     return notes
 
 
-def write_tables(cells, *, tasks, rows, paths, protocol_note="", published=()):
+def write_tables(
+    cells,
+    *,
+    tasks,
+    rows,
+    paths,
+    protocol_note="",
+    published=(),
+    valid_primary=None,
+    representation_labels=None,
+):
     """Write the table in every format of ``paths`` (``{"md"|"csv"|"tex": path}``).
 
     ``published``: rows quoted from papers (config ``published``), appended
-    after the computed rows and marked ``[published]``.
+    after the computed rows and marked ``[published]``. ``valid_primary``
+    (``{(row_key, task): validation primary score}``) adds, under the markdown
+    table, the layer of each multi-layer representation chosen on validation.
     """
     from tabulate import tabulate
 
@@ -120,6 +156,18 @@ def write_tables(cells, *, tasks, rows, paths, protocol_note="", published=()):
         if quoted:
             text += "Rows marked [published] are quoted, not computed here:\n" + "".join(
                 f"- {row['label']}: {row['source']}\n" for row in published
+            )
+        choices = layer_choices(
+            cells,
+            valid_primary or {},
+            tasks=tasks,
+            rows=rows,
+            labels=representation_labels or {},
+        )
+        if choices:
+            text += (
+                "Layer chosen on validation per task, with its test score (primary metric):\n"
+                + "".join(f"- {line}\n" for line in choices)
             )
         write_text(paths["md"], text)
     if "csv" in paths:

@@ -65,5 +65,9 @@ rule table:
         datasets=config["datasets"],
         probe_config=config["probe"],
         published=config["published"],
+        labels={
+            name: entry["label"] or name
+            for name, entry in config["representations"].items()
+        },
     script:
         "../scripts/table.py"

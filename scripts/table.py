@@ -18,4 +18,6 @@ assemble_table(
     prepare_record_paths=snakemake.input.prepared,  # noqa: F821
     out_paths=list(snakemake.output),  # noqa: F821
     published=snakemake.params.published,  # noqa: F821
+    provenance_paths=snakemake.input.provenance,  # noqa: F821
+    representation_labels=snakemake.params.labels,  # noqa: F821
 )

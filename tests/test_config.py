@@ -216,3 +216,21 @@ def test_published_rows_follow_the_computed_ones_marked_and_sourced(tmp_path):
     csv_lines = paths["csv"].read_text().splitlines()
     assert csv_lines[2] == "Model (paper) [published],,,79.7,,"
     assert "Model (paper) [published]" in paths["tex"].read_text()
+
+
+def test_layer_choice_takes_the_best_validation_score_and_the_first_on_a_tie():
+    from mirprobe.tables import layer_choices
+
+    tasks = [("genre", "Genre", ["accuracy"]), ("key", "Key", ["weighted_score"])]
+    rows = [("mg/0", "MG L0"), ("mg/6", "MG L6"), ("mg/12", "MG L12"), ("chroma/stats", "C")]
+    valid = {("mg/0", "genre"): 0.5, ("mg/6", "genre"): 0.7, ("mg/12", "genre"): 0.6}
+    valid |= {("mg/0", "key"): 0.4, ("mg/6", "key"): 0.4, ("mg/12", "key"): 0.3}
+    valid |= {("chroma/stats", "genre"): 0.9, ("chroma/stats", "key"): 0.9}
+    # test scores differ from validation: the choice must not look at them
+    cells = {
+        (row, task): {"metrics": {"primary": {"mg/12": 0.99}.get(row, 0.25)}}
+        for row, _ in rows
+        for task, _, _ in tasks
+    }
+    lines = layer_choices(cells, valid, tasks=tasks, rows=rows, labels={"mg": "MusicGen"})
+    assert lines == ["MusicGen: Genre L6 (25.0), Key L0 (25.0)"]

@@ -729,7 +729,11 @@ def _stage_inputs(tmp_path, task_type):
         tmp_path / "features.npz",
         clip_ids=np.array([r["clip_id"] for r in rows]),
         profile=np.array("{}"),
-        **{"layer:x": np.stack(features)},
+        **{
+            "layer:x": np.stack(features),
+            # a layer without the signal, for the layer choice on validation
+            "layer:noise": rng.standard_normal((len(rows), 8)).astype(np.float32),
+        },
     )
     return {
         "metadata_path": tmp_path / "metadata.csv",
@@ -767,52 +771,74 @@ def test_train_and_evaluate_stages_run_every_task_type(tmp_path, task_type):
 
 def test_one_table_holds_all_four_task_types(tmp_path):
     """train -> evaluate -> provenance -> table for a multiclass, key, multilabel
-    and regression task side by side, as the paper config's table has them."""
+    and regression task side by side, as the paper config's table has them, with
+    a representation of two layers (one without signal) read at the layer its
+    validation scores choose."""
     from mirprobe.stages import assemble_table, cell_provenance, evaluate_probe, train_probe
 
     probe_config = STAGE_PROBE_CONFIG
     tasks = ["multiclass", "key", "multilabel", "regression"]
-    tests, prepared = [], []
+    cells, tests, provenance, prepared = [], [], [], []
     for task in tasks:
         (tmp_path / task).mkdir()
         inputs = _stage_inputs(tmp_path / task, task)
-        cell = tmp_path / task / "rep" / "x"
-        cell.mkdir(parents=True)
-        train_probe(
-            **inputs,
-            probe_config=probe_config,
-            seed=0,
-            probe_path=cell / "probe.pt",
-            record_path=cell / "train.json",
-        )
-        evaluate_probe(**inputs, probe_path=cell / "probe.pt", record_path=cell / "test.json")
-        record = cell_provenance(
-            task=task,
-            representation="rep",
-            layer="x",
-            row_label="Rep",
-            config={"seed": 0, "probe": probe_config, "representations": {"rep": {}}},
-            config_sha256="0" * 64,
-            workflow_dir=str(tmp_path),
-            prepare_record_path=inputs["prepare_record_path"],
-            shard_dirs=inputs["shard_dirs"],
-            feature_paths=inputs["feature_paths"],
-            train_record_path=cell / "train.json",
-            test_record_path=cell / "test.json",
-            out_path=tmp_path / f"{task}.provenance.json",
-        )
-        assert record["test_metrics"] == json.loads((cell / "test.json").read_text())["metrics"]
-        tests.append(cell / "test.json")
         prepared.append(inputs["prepare_record_path"])
+        for layer in ("x", "noise"):
+            inputs["layer"] = layer
+            cell = tmp_path / task / "rep" / layer
+            cell.mkdir(parents=True)
+            train_probe(
+                **inputs,
+                probe_config=probe_config,
+                seed=0,
+                probe_path=cell / "probe.pt",
+                record_path=cell / "train.json",
+            )
+            evaluate_probe(**inputs, probe_path=cell / "probe.pt", record_path=cell / "test.json")
+            record = cell_provenance(
+                task=task,
+                representation="rep",
+                layer=layer,
+                row_label=f"Rep L{layer}",
+                config={"seed": 0, "probe": probe_config, "representations": {"rep": {}}},
+                config_sha256="0" * 64,
+                workflow_dir=str(tmp_path),
+                prepare_record_path=inputs["prepare_record_path"],
+                shard_dirs=inputs["shard_dirs"],
+                feature_paths=inputs["feature_paths"],
+                train_record_path=cell / "train.json",
+                test_record_path=cell / "test.json",
+                out_path=cell / "provenance.json",
+            )
+            test_metrics = json.loads((cell / "test.json").read_text())["metrics"]
+            assert record["test_metrics"] == test_metrics
+            cells.append((task, "rep", layer))
+            tests.append(cell / "test.json")
+            provenance.append(cell / "provenance.json")
     assemble_table(
-        cells=[(task, "rep", "x") for task in tasks],
-        rows=[("rep/x", "Rep")],
+        cells=cells,
+        rows=[("rep/x", "Rep Lx"), ("rep/noise", "Rep Lnoise")],
         datasets={task: {"label": task.title()} for task in tasks},
         probe_config=probe_config,
         test_record_paths=tests,
         prepare_record_paths=prepared,
         out_paths=[tmp_path / "table.md", tmp_path / "table.csv"],
+        provenance_paths=provenance,
+        representation_labels={"rep": "Rep"},
     )
+    md = (tmp_path / "table.md").read_text()
+    chosen = md.split(
+        "Layer chosen on validation per task, with its test score (primary metric):\n"
+    )
+    assert len(chosen) == 2
+    line = chosen[1].splitlines()[0]
+    assert line.startswith("- Rep: Multiclass Lx (")
+    assert [part.split(" (")[0] for part in line[len("- Rep: ") :].split(", ")] == [
+        "Multiclass Lx",
+        "Key Lx",
+        "Multilabel Lx",
+        "Regression Lx",
+    ]
     lines = (tmp_path / "table.md").read_text().splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header == [
