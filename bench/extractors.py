@@ -88,20 +88,10 @@ REAL = {
 
 
 def encodec_32khz_sized_config():
-    from transformers import EncodecConfig
+    from mirprobe.extractors.musicgen import tiny_encodec_config
 
-    return EncodecConfig(
-        sampling_rate=32000,
-        upsampling_ratios=[8, 5, 4, 4],
-        codebook_size=2048,
-        target_bandwidths=[2.2],
-        hidden_size=128,
-        num_filters=64,
-        num_lstm_layers=2,
-        use_causal_conv=False,
-        use_conv_shortcut=False,
-        normalize=False,
-    )
+    # the product's 32 kHz layout at facebook/encodec_32khz's sizes
+    return tiny_encodec_config(hidden_size=128, num_filters=64, num_lstm_layers=2)
 
 
 def musicgen_small_sized_config():

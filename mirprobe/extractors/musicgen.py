@@ -164,8 +164,9 @@ def _torch_dtype(name, device):
     return getattr(torch, name)
 
 
-def tiny_encodec_config():
-    """A small 32 kHz EnCodec with 4 codebooks of 2048 codes at 50 Hz, like MusicGen's."""
+def tiny_encodec_config(*, hidden_size=32, num_filters=4, num_lstm_layers=1):
+    """A 32 kHz EnCodec with 4 codebooks of 2048 codes at 50 Hz, like MusicGen's; small
+    by default (the benchmark passes facebook/encodec_32khz's sizes)."""
     from transformers import EncodecConfig
 
     # transformers derives the number of quantizers from the last target bandwidth:
@@ -175,9 +176,9 @@ def tiny_encodec_config():
         upsampling_ratios=[8, 5, 4, 4],
         codebook_size=2048,
         target_bandwidths=[2.2],
-        hidden_size=32,
-        num_filters=4,
-        num_lstm_layers=1,
+        hidden_size=hidden_size,
+        num_filters=num_filters,
+        num_lstm_layers=num_lstm_layers,
         use_causal_conv=False,
         use_conv_shortcut=False,
         normalize=False,
