@@ -5,6 +5,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from mirprobe.config import check_config_files, check_names
+
 min_version("9.0")
 
 
@@ -16,6 +18,10 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# Before the schema: YAML keeps the last of two equal keys silently, and a name
+# that cannot be a path or wildcard is best explained in words.
+check_config_files(workflow.configfiles)
+check_names(config)
 validate(config, "schemas/config.schema.yaml")
 
 

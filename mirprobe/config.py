@@ -8,16 +8,36 @@ runs, with a message naming the key's path.
 
 Validation fills every default in place, so the resolved configuration
 (recorded in provenance, hashed into :func:`config_hash`) is explicit.
+
+What the schema cannot say is checked here too, so that nothing fails (or is
+silently wrong) after extraction:
+
+- dataset and representation names match :data:`NAME_PATTERN` (they become
+  file paths and wildcards) and differ in more than case (macOS file systems);
+- the probe grid expands as the training jobs will expand it, every value
+  finite, and ``eval_every`` is at most ``max_steps`` (otherwise only the
+  untrained probe is ever evaluated);
+- every table row title (representation, layer, published row) and every
+  column title is unique, and no representation lists a layer twice.
+
+:func:`check_config_files` rereads the YAML or JSON files a configuration came
+from and rejects a key given twice in one mapping, which YAML loaders
+(Snakemake's included) resolve silently by keeping the last value.
 """
 
 import copy
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 
 from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+#: dataset and representation names (the schema's ``propertyNames`` pattern)
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 
 
 def _default_filling_validator():
@@ -61,6 +81,7 @@ def validate_config(config):
     from .extractors import get_extractor_class
 
     config = dict(config)
+    check_names(config)
     validate_against(config, load_schema(), where="")
     for name, entry in config["datasets"].items():
         # schema defaults may share one `{}` object between entries: copy first
@@ -74,6 +95,9 @@ def validate_config(config):
         layers = entry["layers"]
         if layers is None:
             layers = cls.default_layers_for(entry["params"])
+        repeated = sorted({str(x) for x in layers if [str(y) for y in layers].count(str(x)) > 1})
+        if repeated:
+            raise ConfigError(f"representations.{name}.layers: layers {repeated} listed twice")
         unknown = [str(x) for x in layers if str(x) not in cls.available_layers(entry["params"])]
         if unknown:
             raise ConfigError(
@@ -86,7 +110,105 @@ def validate_config(config):
             )
     resolve_comparisons(config)
     check_published(config)
+    check_probe(config)
+    check_titles(config)
     return config
+
+
+def check_names(config):
+    """ConfigError unless every dataset and representation name is a safe identifier.
+
+    Names become paths (``results/features/<dataset>/<representation>``) and
+    Snakemake wildcards, so ``../x`` would write outside ``results/``, ``a/b``
+    would match no rule's wildcard, and ``a+b`` would be read as a pattern.
+    """
+    for section in ("datasets", "representations"):
+        entries = config.get(section)
+        if not isinstance(entries, dict):
+            continue  # the schema names the problem
+        folded = {}
+        for name in entries:
+            if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+                raise ConfigError(
+                    f"{section}.{name}: {name!r} is not a valid name; a name becomes file "
+                    "paths and wildcards, so it is a letter followed by letters, digits, "
+                    f"'_' or '-' ({NAME_PATTERN})"
+                )
+            other = folded.setdefault(name.lower(), name)
+            if other != name:
+                raise ConfigError(
+                    f"{section}.{other} and {section}.{name}: names differing only in case "
+                    "share their files on case-insensitive file systems"
+                )
+
+
+def check_probe(config):
+    """ConfigError unless the probe grid expands as the training jobs will expand it."""
+    from .probes.config import expand_grid
+
+    probe = config["probe"]
+    if probe["max_steps"] is not None and probe["eval_every"] > probe["max_steps"]:
+        raise ConfigError(
+            f"probe.eval_every ({probe['eval_every']}) > probe.max_steps "
+            f"({probe['max_steps']}): only the untrained probe would be evaluated"
+        )
+    for axis, values in probe["grid"].items():
+        for index, value in enumerate(values):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"probe.grid.{axis}.{index}: {value!r} is not a finite number")
+    try:  # what the schema cannot say, as the training jobs will say it
+        expand_grid(
+            probe["grid"],
+            eval_every=probe["eval_every"],
+            patience=probe["patience"],
+            max_steps=probe["max_steps"],
+            seed=config["seed"],
+        )
+    except ConfigError as error:
+        raise ConfigError(f"probe: {error}") from None
+
+
+def table_row_title(config, name, layer):
+    """The table's title of representation ``name`` at ``layer``."""
+    title = config["representations"][name]["label"] or name
+    return title if len(representation_layers(config, name)) == 1 else f"{title} L{layer}"
+
+
+def check_titles(config):
+    """ConfigError unless the table's row and column titles tell its rows and columns apart."""
+
+    def where(section, name):
+        entry = config[section][name]
+        return f"{section}.{name}.label" if entry["label"] else f"{section}.{name} (unlabelled)"
+
+    for section in ("datasets", "representations"):
+        seen = {}
+        for name, entry in config[section].items():
+            title = entry["label"] or name
+            if title in seen:
+                raise ConfigError(
+                    f"{where(section, seen[title])} and {where(section, name)}: both titled "
+                    f"{title!r} in the table; give them different labels"
+                )
+            seen[title] = name
+    seen = {}
+    for name in config["representations"]:
+        for layer in representation_layers(config, name):
+            title = table_row_title(config, name, layer)
+            if title in seen:
+                raise ConfigError(
+                    f"{seen[title]} and {where('representations', name)} (layer {layer}): "
+                    f"both give the table row {title!r}; give them different labels"
+                )
+            seen[title] = f"{where('representations', name)} (layer {layer})"
+    for index, row in enumerate(config.get("published") or []):
+        title = f"{row['label']} [published]"
+        if title in seen:
+            raise ConfigError(
+                f"{seen[title]} and published[{index}].label: both give the table row "
+                f"{title!r}; give them different labels"
+            )
+        seen[title] = f"published[{index}].label"
 
 
 def check_published(config):
@@ -158,16 +280,82 @@ def resolve_comparisons(config):
     return resolved
 
 
-def load_config(path):
-    """Read a YAML config file and validate it."""
+def check_config_files(paths):
+    """ConfigError if a mapping in any of these YAML or JSON files gives a key twice.
+
+    The error names the file, the key's path, the key and both lines (YAML).
+    Merge keys (``<<``) may override legitimately and are not counted.
+    """
+    for path in paths:
+        load_config_file(path)
+
+
+def load_config_file(path):
+    """Read a YAML or JSON config file; ConfigError on a duplicate key (see check_config_files)."""
     import yaml
 
     path = Path(path)
     try:
-        with open(path) as handle:
-            config = yaml.safe_load(handle)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    try:
+        # as Snakemake reads config files: JSON first, then YAML
+        return json.loads(text, object_pairs_hook=_json_pairs_without_duplicates(path))
+    except json.JSONDecodeError:
+        pass
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML or JSON: {error}") from None
+    _reject_duplicate_keys(root, path=path, where="")
+    return yaml.safe_load(text)
+
+
+def _json_pairs_without_duplicates(path):
+    def build(pairs):
+        mapping = {}
+        for key, value in pairs:
+            if key in mapping:
+                raise ConfigError(f"{path}: key {key!r} given twice in one mapping")
+            mapping[key] = value
+        return mapping
+
+    return build
+
+
+def _reject_duplicate_keys(node, *, path, where):
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _reject_duplicate_keys(item, path=path, where=f"{where}[{index}]")
+    if not isinstance(node, yaml.MappingNode):
+        return
+    constructor = yaml.SafeLoader("")
+    lines = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = constructor.construct_object(key_node, deep=True)
+        child = f"{where}.{key}" if where else str(key)
+        line = key_node.start_mark.line + 1
+        try:
+            if key in lines:
+                raise ConfigError(
+                    f"{path}:{line}: key {child!r} given twice (first on line {lines[key]}); "
+                    "YAML keeps only the last value"
+                )
+            lines[key] = line
+        except TypeError:  # an unhashable key: the YAML loader itself rejects it
+            pass
+        _reject_duplicate_keys(value_node, path=path, where=child)
+
+
+def load_config(path):
+    """Read a YAML or JSON config file (rejecting duplicate keys) and validate it."""
+    path = Path(path)
+    config = load_config_file(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a mapping, got {type(config).__name__}")
     return validate_config(config)

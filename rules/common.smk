@@ -9,7 +9,12 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from mirprobe.audio import shard_slices
-from mirprobe.config import config_hash, resolve_comparisons, validate_config
+from mirprobe.config import (
+    config_hash,
+    resolve_comparisons,
+    table_row_title,
+    validate_config,
+)
 from mirprobe.datasets import build_dataset
 from mirprobe.extractors import get_extractor_class
 
@@ -26,9 +31,10 @@ EXTRACTORS = {
 COMPARISONS = {pair["id"]: pair for pair in resolve_comparisons(config)}
 
 
+# names are identifiers (validate_config); escaped all the same, as they are patterns here
 wildcard_constraints:
-    dataset="|".join(DATASETS),
-    representation="|".join(EXTRACTORS),
+    dataset="|".join(re.escape(name) for name in DATASETS),
+    representation="|".join(re.escape(name) for name in EXTRACTORS),
     shard=r"\d{3}",
     sr=r"\d+",
     layer=r"[^/]+",
@@ -110,9 +116,7 @@ def conda_env_of(representation):
 
 
 def row_title(representation, layer):
-    entry = config["representations"][representation]
-    title = entry["label"] or representation
-    return title if len(layers_of(representation)) == 1 else f"{title} L{layer}"
+    return table_row_title(config, representation, layer)
 
 
 def table_rows():

@@ -1,4 +1,5 @@
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, SMALL, run, snakemake, write_config
 from mirprobe.config import config_hash, load_config, load_schema, validate_config
 from mirprobe.datasets import DATASET_CLASSES
 from mirprobe.errors import ConfigError
@@ -234,3 +235,270 @@ def test_layer_choice_takes_the_best_validation_score_and_the_first_on_a_tie():
     }
     lines = layer_choices(cells, valid, tasks=tasks, rows=rows, labels={"mg": "MusicGen"})
     assert lines == ["MusicGen: Genre L6 (25.0), Key L0 (25.0)"]
+
+
+# --- names become paths and wildcards (issue 11, item 5) ---------------------------------
+
+
+@pytest.mark.parametrize("section", ["datasets", "representations"])
+@pytest.mark.parametrize("name", ["../../x", "a/b", "synth+key", "1st", "a.b", "a b", ""])
+def test_a_name_that_is_no_identifier_is_rejected(default_config, section, name):
+    entries = default_config[section]
+    entries[name] = entries.pop(next(iter(entries)))
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(section)}\.{re.escape(name)}: .* not a valid"
+    ):
+        validate_config(default_config)
+
+
+def test_names_differing_only_in_case_are_rejected(default_config):
+    default_config["representations"]["Chroma"] = {"extractor": "chroma", "label": "Chroma 2"}
+    with pytest.raises(
+        ConfigError, match=r"representations\.chroma and representations\.Chroma: .* case"
+    ):
+        validate_config(default_config)
+
+
+def test_schema_and_validate_config_share_the_name_pattern():
+    from mirprobe.config import NAME_PATTERN
+
+    schema = load_schema()
+    for section in ("datasets", "representations"):
+        assert schema["properties"][section]["propertyNames"]["pattern"] == NAME_PATTERN
+
+
+@pytest.mark.parametrize(
+    ("section", "name"),
+    [("datasets", "../../x"), ("representations", "a/b"), ("datasets", "synth+key")],
+)
+def test_snakemake_rejects_a_bad_name_before_any_job(tmp_path, section, name):
+    entries = copy.deepcopy(SMALL[section])
+    entries[name] = entries.pop(next(iter(entries)))
+    write_config(tmp_path, **{section: entries})
+    result = run(tmp_path, "-n", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{section}.{name}: {name!r} is not a valid name" in out
+    assert not (tmp_path / "results").exists()
+    assert not (tmp_path.parent / "x").exists()
+
+
+# --- what the code rejects late is rejected at start-up (issue 11, item 10) --------------
+
+
+def _set(config, dotted, value):
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("seed", -1, r"^invalid configuration:\n  seed: -1 is less than the minimum of 0"),
+        *[
+            ("probe.grid." + axis, [], rf"probe\.grid\.{axis}: \[\] should be non-empty")
+            for axis in ("standardize", "hidden_sizes", "batch_size", "learning_rate")
+            + ("dropout", "l2")
+        ],
+        ("probe.grid.dropout", [0.5, 1.0], r"probe\.grid\.dropout\.1: 1\.0 is greater than or"),
+        ("probe.grid.learning_rate", [1e-3, float("inf")], r"grid\.learning_rate\.1: inf is not a"),
+        ("probe.grid.l2", [float("nan")], r"probe\.grid\.l2\.0: nan is not a finite number"),
+        ("probe.grid.batch_size", [64, 64], r"probe\.grid\.batch_size: .* non-unique"),
+        ("probe.grid.l2", [0, 0.0], r"probe\.grid\.l2: .* non-unique"),
+        ("probe.grid.hidden_sizes", [[1], [1.0]], r"probe\.grid\.hidden_sizes: .* non-unique"),
+        ("probe.max_steps", 4, r"probe\.eval_every \(8\) > probe\.max_steps \(4\)"),
+        ("table.formats", [], r"table\.formats: \[\] should be non-empty"),
+    ],
+)
+def test_a_value_the_code_rejects_fails_at_start_up(default_config, key, value, problem):
+    _set(default_config, key, value)
+    with pytest.raises(ConfigError, match=problem):
+        validate_config(default_config)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("seed", -1, "On instance['seed']:\n    -1"),
+        ("probe.grid.learning_rate", [], "On instance['probe']['grid']['learning_rate']:\n    []"),
+        ("probe.grid.dropout", [1.0], "On instance['probe']['grid']['dropout'][0]:\n    1.0"),
+        ("probe.max_steps", 4, "probe.eval_every (8) > probe.max_steps (4)"),
+    ],
+)
+def test_snakemake_rejects_a_value_the_code_rejects_before_any_job(tmp_path, key, value, named):
+    config = copy.deepcopy(SMALL)
+    _set(config, key, value)
+    write_config(tmp_path, **config)
+    result = run(tmp_path, "-n", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert named in out
+    assert "train_probe" not in out
+    assert not (tmp_path / "results").exists()
+
+
+# --- silent ambiguities (issue 11, item 11) -----------------------------------------------
+
+
+def test_an_empty_layer_list_is_rejected_naming_the_key(default_config):
+    default_config["representations"]["mfcc"]["layers"] = []
+    with pytest.raises(ConfigError, match=r"representations\.mfcc\.layers: \[\] should be non-"):
+        validate_config(default_config)
+
+
+def test_a_layer_listed_twice_is_rejected(tmp_path):
+    config = {
+        "datasets": {"d": {"kind": "synthetic_key"}},
+        "representations": {
+            "tiny": {
+                "extractor": "musicgen",
+                "params": {"architecture": "tiny", "random_weights": True},
+                "layers": [1, "1"],
+            }
+        },
+    }
+    with pytest.raises(ConfigError, match=r"representations\.tiny\.layers: layers \['1'\] listed"):
+        validate_config(config)
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            {"representations.mfcc.label": "Chroma"},
+            r"representations\.chroma\.label and representations\.mfcc\.label: both titled "
+            r"'Chroma'",
+        ),
+        (
+            {"representations.mfcc.label": "chroma", "representations.chroma.label": None},
+            r"representations\.chroma \(unlabelled\) and representations\.mfcc\.label: both "
+            r"titled 'chroma'",
+        ),
+        (
+            {"datasets.other": {"kind": "synthetic_key", "label": "SynthKey"}},
+            r"datasets\.synth_key\.label and datasets\.other\.label: both titled 'SynthKey'",
+        ),
+        (
+            {
+                "representations.tiny": {
+                    "extractor": "musicgen",
+                    "label": "Tiny",
+                    "params": {"architecture": "tiny", "random_weights": True},
+                    "layers": [1, 2],
+                },
+                "representations.mfcc.label": "Tiny L2",
+            },
+            r"representations\.mfcc\.label \(layer stats\) and representations\.tiny\.label "
+            r"\(layer 2\): both give the table row 'Tiny L2'",
+        ),
+        (
+            {
+                "published": [
+                    {"label": "P", "source": "a", "values": {}},
+                    {"label": "P", "source": "b", "values": {}},
+                ]
+            },
+            r"published\[0\]\.label and published\[1\]\.label: both give the table row "
+            r"'P \[published\]'",
+        ),
+        (
+            {
+                "representations.mfcc.label": "P [published]",
+                "published": [{"label": "P", "source": "a", "values": {}}],
+            },
+            r"representations\.mfcc\.label \(layer stats\) and published\[0\]\.label",
+        ),
+    ],
+)
+def test_two_rows_or_columns_with_one_title_are_rejected_naming_both(default_config, edit, problem):
+    for key, value in edit.items():
+        _set(default_config, key, value)
+    with pytest.raises(ConfigError, match=problem):
+        validate_config(default_config)
+
+
+DUPLICATED = """\
+seed: 0
+probe:
+  grid:
+    dropout: [0.25]
+    l2: [0]
+    dropout: [0.5]
+"""
+
+
+def test_a_duplicate_yaml_key_is_named_with_its_file_and_lines(tmp_path):
+    from mirprobe.config import check_config_files
+
+    path = tmp_path / "dup.yaml"
+    path.write_text(DUPLICATED)
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{re.escape(str(path))}:6: key 'probe\.grid\.dropout' given twice "
+        r"\(first on line 4\)",
+    ):
+        check_config_files([REPO / "config.yaml", path])
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: {b: 1, b: 2}\n", r":1: key 'a\.b' given twice \(first on line 1\)"),
+        ("a:\n  - x: 1\n    x: 1\n", r":3: key 'a\[0\]\.x' given twice"),
+        ("1: a\n0x1: b\n", r":2: key '1' given twice"),
+        ('{"seed": 0, "probe": {"seed": 1}, "seed": 1}', r"key 'seed' given twice"),
+    ],
+)
+def test_duplicate_keys_are_found_in_flow_style_lists_resolved_keys_and_json(
+    tmp_path, text, problem
+):
+    from mirprobe.config import load_config_file
+
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=problem):
+        load_config_file(path)
+
+
+def test_merge_keys_and_equal_keys_in_different_mappings_are_not_duplicates(tmp_path):
+    from mirprobe.config import load_config_file
+
+    path = tmp_path / "ok.yaml"
+    path.write_text("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\nd: {x: 1}\n")
+    assert load_config_file(path)["c"] == {"x": 3, "y": 2}
+    for shipped in [REPO / "config.yaml", *sorted((REPO / "configs").glob("*.yaml"))]:
+        assert load_config_file(shipped) == yaml.safe_load(shipped.read_text())
+        load_config(shipped)  # their names, grids and titles pass the new checks too
+
+
+def test_snakemake_rejects_a_duplicate_key_before_any_job(tmp_path):
+    config = write_config(tmp_path)
+    text = config.read_text().replace("  patience: 8\n", "  patience: 8\n  patience: 16\n")
+    assert text.count("patience") == 2
+    config.write_text(text)
+    result = run(tmp_path, "-n", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{config}:" in out and "key 'probe.patience' given twice" in out
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ({"layers": []}, "On instance['representations']['mfcc']['layers']:\n    []"),
+        ({"label": "Chroma"}, "representations.chroma.label and representations.mfcc.label"),
+    ],
+)
+def test_snakemake_rejects_an_ambiguous_row_before_any_job(tmp_path, edit, named):
+    representations = copy.deepcopy(SMALL["representations"])
+    representations["mfcc"].update(edit)
+    write_config(tmp_path, representations=representations)
+    result = run(tmp_path, "-n", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert named in out
+    assert not (tmp_path / "results").exists()
