@@ -16,9 +16,13 @@ Fetching (:func:`fetch`)
       present file that does not match fails naming it (delete it to
       re-download). A missing file is downloaded to ``<path>.part``; an
       interrupted download resumes with an HTTP ``Range`` request (a server
-      answering 200 instead of 206 restarts it from zero). The finished file
-      is verified before it is renamed into place; a wrong checksum discards
-      it and moves on to the next URL.
+      answering 200 instead of 206 restarts it from zero). A body shorter
+      than the server announced (Content-Length, or the total in
+      Content-Range: the connection dropped) is never taken as the file: the
+      ``.part`` is kept and resumed, a bounded number of times with backoff.
+      The finished file is verified before it is renamed into place; a
+      resumed file with a wrong checksum is downloaded once more from zero,
+      and a wrong checksum then discards it and moves on to the next URL.
     * when every URL fails, the DataError lists each URL with its error, the
       expected checksum and the exact path where the file can be placed by
       hand.
@@ -32,7 +36,10 @@ no extra dependency to download.
 """
 
 import hashlib
+import http.client
 import os
+import re
+import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -109,12 +116,19 @@ def _hand_placement(remote, dest):
     )
 
 
-def download(remote, dest, *, timeout=60, chunk_size=1 << 20, progress=None):
+def download(
+    remote, dest, *, timeout=60, chunk_size=1 << 20, progress=None, retries=5, backoff=1.0
+):
     """Download ``remote`` to ``dest``, trying each URL in turn; return ``dest``.
 
     Resumes a partial ``dest.part`` with an HTTP Range request, verifies the
-    checksum, then renames into place. Raises DataError listing every URL and
-    why it failed.
+    checksum, then renames into place. A body that ends before its announced
+    length (Content-Length, or the total of Content-Range) keeps the
+    ``.part`` and is resumed at once; ``retries`` interruptions in a row that
+    bring no new byte (waiting ``backoff`` seconds, doubling, between them)
+    give up on that URL. A file that was resumed and fails its checksum is
+    downloaded once more from zero. Raises DataError listing every URL and why
+    it failed (and the bytes kept in ``.part`` for the next run).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -123,31 +137,96 @@ def download(remote, dest, *, timeout=60, chunk_size=1 << 20, progress=None):
     if not remote.urls:
         failures.append("(no URL known for this file)")
     for url in remote.urls:
-        try:
-            _download_one(url, part, timeout=timeout, chunk_size=chunk_size, progress=progress)
-        except urllib.error.HTTPError as error:
-            failures.append(f"{url}: HTTP {error.code} {error.reason}")
-            continue
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", None) or error
-            failures.append(f"{url}: {type(error).__name__}: {reason}")
-            continue
-        got = file_checksum(part, algorithm=remote.algorithm)
-        if got != remote.checksum.lower():
-            failures.append(f"{url}: checksum mismatch ({remote.algorithm} {got})")
-            part.unlink(missing_ok=True)
-            continue
-        os.replace(part, dest)
-        return dest
+        why = _download_url(
+            url,
+            part,
+            remote,
+            timeout=timeout,
+            chunk_size=chunk_size,
+            progress=progress,
+            retries=retries,
+            backoff=backoff,
+        )
+        if why is None:
+            os.replace(part, dest)
+            return dest
+        failures.append(f"{url}: {why}")
+    kept = part.stat().st_size if part.is_file() else 0
     raise DataError(
         f"{dest}: could not download {remote.key}; tried:\n  "
         + "\n  ".join(failures)
         + "\n"
+        + (f"{kept} bytes are kept in {part}; running again resumes from them\n" if kept else "")
         + _hand_placement(remote, dest)
     )
 
 
+class _Interrupted(Exception):
+    """The body broke off before its announced end; the ``.part`` keeps what came."""
+
+    def __init__(self, reason, *, have):
+        super().__init__(reason)
+        self.reason = reason
+        #: bytes the ``.part`` holds now
+        self.have = have
+
+
+def _download_url(url, part, remote, *, timeout, chunk_size, progress, retries, backoff):
+    """Bring ``part`` to the verified file from ``url``: None, or why it failed."""
+    best = part.stat().st_size if part.is_file() else 0  # the most bytes held so far
+    resumed = best > 0
+    restarted = interrupted = False
+    stalls = 0
+    while True:
+        try:
+            _download_one(url, part, timeout=timeout, chunk_size=chunk_size, progress=progress)
+        except _Interrupted as error:
+            interrupted = resumed = True
+            # progress = more bytes than ever held (a server ignoring Range may
+            # restart from zero and break off at the same place every time)
+            stalls = 0 if error.have > best else stalls + 1
+            best = max(best, error.have)
+            if stalls > retries:
+                return f"interrupted {stalls} times in a row without new data ({error.reason})"
+            if stalls:
+                time.sleep(backoff * 2 ** (stalls - 1))
+            continue
+        except urllib.error.HTTPError as error:
+            return f"HTTP {error.code} {error.reason}"
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
+            reason = f"{type(error).__name__}: {getattr(error, 'reason', None) or error}"
+            if not interrupted:
+                return reason
+            # the server went away after a broken body: wait and resume as above
+            stalls += 1
+            if stalls > retries:
+                return f"interrupted, then {stalls} failed attempts to resume (last: {reason})"
+            time.sleep(backoff * 2 ** (stalls - 1))
+            continue
+        got = file_checksum(part, algorithm=remote.algorithm)
+        if got == remote.checksum.lower():
+            return None
+        part.unlink(missing_ok=True)
+        if resumed and not restarted:
+            # the partial file may be from another version or a bad range: once more from zero
+            restarted, resumed, interrupted, stalls, best = True, False, False, 0, 0
+            continue
+        return f"checksum mismatch ({remote.algorithm} {got})" + (
+            ", also when downloaded again from zero after the resumed file's mismatch"
+            if restarted
+            else ""
+        )
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
 def _download_one(url, part, *, timeout, chunk_size, progress):
+    """Fetch ``url`` into ``part``, appending when the server honours the Range asked.
+
+    Raises :class:`_Interrupted` when the body ends short of its announced
+    length or the connection breaks while reading it.
+    """
     have = part.stat().st_size if part.is_file() else 0
     headers = {"User-Agent": USER_AGENT}
     if have:
@@ -163,19 +242,36 @@ def _download_one(url, part, *, timeout, chunk_size, progress):
         raise
     with response:
         status = getattr(response, "status", 200)
-        if have and status == 206:
-            mode = "ab"
+        total = None
+        if status == 206:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if match is None or int(match[1]) != have:
+                raise ValueError(
+                    f"answered bytes {response.headers.get('Content-Range')!r} to a request "
+                    f"for bytes {have}-"
+                )
+            total = None if match[3] == "*" else int(match[3])
         else:
-            mode, have = "wb", 0
-        with open(part, mode) as handle:
+            have = 0  # the whole file (a 200 to a Range request restarts it)
+        length = response.headers.get("Content-Length")
+        if total is None and length is not None:
+            total = have + int(length)
+        with open(part, "ab" if have else "wb") as handle:
             while True:
-                chunk = response.read(chunk_size)
+                try:
+                    chunk = response.read(chunk_size)
+                except (OSError, http.client.HTTPException) as error:
+                    raise _Interrupted(
+                        f"{type(error).__name__} after {have} bytes: {error}", have=have
+                    ) from error
                 if not chunk:
                     break
                 handle.write(chunk)
                 have += len(chunk)
                 if progress is not None:
                     progress(url, have)
+        if total is not None and have < total:
+            raise _Interrupted(f"connection closed after {have} of {total} bytes", have=have)
 
 
 def fetch(remote, *, root, local_only=False, timeout=60):

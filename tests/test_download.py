@@ -1,5 +1,6 @@
 """mirprobe.download against a local HTTP server on 127.0.0.1 (Range support,
-dead links, wrong bytes); the server runs in a thread and stops by itself."""
+dead links, wrong bytes, connections dropped mid-body); the server runs in a
+thread and stops by itself."""
 
 import hashlib
 import http.server
@@ -19,7 +20,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     files = {}  # path -> bytes
     ignore_range = set()  # paths served whole even when a Range is asked
     slow = set()  # paths answered after a pause (to overlap concurrent fetches)
+    drops = {}  # path -> how many more answers break off halfway through the body
+    stalls = set()  # paths whose Range answers send headers, then close without a byte
     requests = []  # (path, Range header)
+    sent = []  # (path, body bytes written)
 
     def log_message(self, *args):
         pass
@@ -42,7 +46,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
-        self.wfile.write(body[start:])
+        chunk = body[start:]
+        if self.drops.get(self.path, 0) > 0:
+            self.drops[self.path] -= 1
+            chunk = chunk[: len(chunk) // 2]
+        elif start and self.path in self.stalls:
+            chunk = b""
+        # the connection closes after this (HTTP/1.0): a short body is a dropped connection
+        self.wfile.write(chunk)
+        type(self).sent.append((self.path, len(chunk)))
 
 
 @pytest.fixture
@@ -55,7 +67,10 @@ def server():
     }
     Handler.ignore_range = {"/norange.bin"}
     Handler.slow = {"/slow.bin"}
+    Handler.drops = {}
+    Handler.stalls = set()
     Handler.requests = []
+    Handler.sent = []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.timeout = 5
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
@@ -164,3 +179,72 @@ def test_concurrent_fetches_of_one_file_download_it_once(server, tmp_path):
     assert results == [tmp_path / "sub/file.bin"] * 3
     verify_file(tmp_path / "sub/file.bin", SHA256)
     assert [path for path, _ in Handler.requests] == ["/slow.bin"]
+
+
+def test_a_dropped_connection_is_resumed_not_taken_as_the_file(server, tmp_path):
+    # the server announces 102400 bytes, sends half and closes: before, the
+    # half was hashed, reported as "checksum mismatch" and deleted
+    Handler.drops = {"/good.bin": 1}
+    half = len(PAYLOAD) // 2
+    download(remote(f"{server}/good.bin"), tmp_path / "file.bin", timeout=5, backoff=0)
+    assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
+    assert Handler.requests == [("/good.bin", None), ("/good.bin", f"bytes={half}-")]
+    # only the missing remainder is downloaded again
+    assert Handler.sent == [("/good.bin", half), ("/good.bin", len(PAYLOAD) - half)]
+
+
+def test_a_dropped_resume_is_resumed_again(server, tmp_path):
+    Handler.drops = {"/good.bin": 2}
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:40000])
+    download(remote(f"{server}/good.bin"), tmp_path / "file.bin", timeout=5, backoff=0)
+    assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
+    rest = len(PAYLOAD) - 40000
+    assert Handler.requests == [
+        ("/good.bin", "bytes=40000-"),
+        ("/good.bin", f"bytes={40000 + rest // 2}-"),
+        ("/good.bin", f"bytes={40000 + rest // 2 + (rest - rest // 2) // 2}-"),
+    ]
+    assert sum(n for _, n in Handler.sent) == rest
+
+
+def test_resuming_without_progress_gives_up_and_keeps_the_part(server, tmp_path):
+    Handler.drops = {"/good.bin": 1}
+    Handler.stalls = {"/good.bin"}
+    half = len(PAYLOAD) // 2
+    dest, part = tmp_path / "file.bin", tmp_path / "file.bin.part"
+    with pytest.raises(DataError) as error:
+        download(remote(f"{server}/good.bin"), dest, timeout=5, retries=2, backoff=0)
+    message = str(error.value)
+    assert "interrupted 3 times in a row without new data" in message
+    assert f"connection closed after {half} of {len(PAYLOAD)} bytes" in message
+    assert f"{half} bytes are kept in {part}" in message
+    # the first answer, then retries + 1 resumptions that bring nothing
+    assert Handler.requests == [("/good.bin", None)] + [("/good.bin", f"bytes={half}-")] * 3
+    assert part.read_bytes() == PAYLOAD[:half] and not dest.exists()
+    # a later run (the server healthy again) resumes from the kept bytes
+    Handler.stalls, Handler.requests, Handler.sent = set(), [], []
+    download(remote(f"{server}/good.bin"), dest, timeout=5, backoff=0)
+    assert dest.read_bytes() == PAYLOAD
+    assert Handler.sent == [("/good.bin", len(PAYLOAD) - half)]
+
+
+def test_a_resumed_file_with_a_wrong_checksum_is_downloaded_again_from_zero(server, tmp_path):
+    # the .part is from another version of the file: the resumed whole is wrong
+    (tmp_path / "file.bin.part").write_bytes(b"stale" * 100)
+    download(remote(f"{server}/good.bin"), tmp_path / "file.bin", timeout=5, backoff=0)
+    assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
+    assert Handler.requests == [("/good.bin", "bytes=500-"), ("/good.bin", None)]
+
+
+def test_wrong_bytes_are_retried_once_from_zero_then_reported(server, tmp_path):
+    Handler.drops = {"/bad.bin": 1}
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DataError) as error:
+        download(remote(f"{server}/bad.bin"), dest, timeout=5, backoff=0)
+    bad = hashlib.sha256(b"x" * 1000).hexdigest()
+    assert f"{server}/bad.bin: checksum mismatch (sha256 {bad}), also when downloaded " in str(
+        error.value
+    )
+    # dropped at 500, resumed (wrong whole), once more from zero (wrong again): no more
+    assert Handler.requests == [("/bad.bin", None), ("/bad.bin", "bytes=500-"), ("/bad.bin", None)]
+    assert not dest.exists() and not (tmp_path / "file.bin.part").exists()

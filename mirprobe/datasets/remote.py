@@ -20,9 +20,10 @@ holding the archive's checksum makes a later run skip the unpacking.
 
 import copy
 import shutil
+import stat
 import tarfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import ConfigError, DataError
 from .base import Dataset
@@ -133,10 +134,12 @@ class RemoteDataset(Dataset):
 
 
 def extract_once(archive, dest, *, checksum, parts=None):
-    """Unpack ``archive`` (or the concatenation of ``parts``) into ``dest`` once.
+    """Unpack ``archive`` (or the concatenation of the zip ``parts``) into ``dest`` once.
 
     A marker ``dest/.extracted`` holding ``checksum`` skips the work on the
-    next run; a half-finished extraction (no marker) is redone from scratch.
+    next run; a half-finished extraction (no marker) is redone from scratch,
+    and one that fails is removed. Nothing is written outside ``dest``: see
+    :func:`unpack_archive`.
     """
     dest = Path(dest)
     marker = dest / ".extracted"
@@ -147,20 +150,128 @@ def extract_once(archive, dest, *, checksum, parts=None):
     dest.mkdir(parents=True)
     try:
         if parts:
-            joined = dest / "joined.zip"
-            with open(joined, "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as handle:
-                        shutil.copyfileobj(handle, out, 1 << 20)
-            with zipfile.ZipFile(joined) as archive_file:
-                archive_file.extractall(dest)
-            joined.unlink()
+            # beside dest, not in it: a member could have the same name
+            joined = dest.with_name(dest.name + ".joined.zip")
+            label = " + ".join(str(part) for part in parts)
+            try:
+                try:
+                    with open(joined, "wb") as out:
+                        for part in parts:
+                            with open(part, "rb") as handle:
+                                shutil.copyfileobj(handle, out, 1 << 20)
+                except OSError as error:
+                    raise DataError(f"{label}: cannot join the parts ({error})") from None
+                unpack_archive(joined, dest, label=label)
+            finally:
+                joined.unlink(missing_ok=True)
         else:
-            shutil.unpack_archive(str(archive), str(dest))
-    except (OSError, ValueError, shutil.ReadError, zipfile.BadZipFile, tarfile.TarError) as error:
-        raise DataError(f"{archive}: cannot unpack ({error})") from None
+            unpack_archive(archive, dest)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
     marker.write_text(checksum + "\n")
     return dest
+
+
+#: file-name endings -> archive kind (as shutil.unpack_archive names them)
+ARCHIVE_KINDS = {
+    ".zip": "zip",
+    ".tar": "tar",
+    ".tar.gz": "tar",
+    ".tgz": "tar",
+    ".tar.bz2": "tar",
+    ".tbz2": "tar",
+    ".tar.xz": "tar",
+    ".txz": "tar",
+}
+
+
+def archive_kind(path):
+    """``'zip'`` or ``'tar'`` from the file name, else a DataError naming it."""
+    name = Path(path).name.lower()
+    for ending, kind in sorted(ARCHIVE_KINDS.items(), key=lambda item: -len(item[0])):
+        if name.endswith(ending):
+            return kind
+    raise DataError(
+        f"{path}: unknown archive kind (expected a name ending in {', '.join(ARCHIVE_KINDS)})"
+    )
+
+
+def unpack_archive(archive, dest, *, label=None):
+    """Unpack a zip or tar ``archive`` into the existing directory ``dest``, safely.
+
+    Tar archives go through tarfile's ``data`` filter (PEP 706): a member
+    with an absolute path (which that filter would strip and unpack inside
+    ``dest``) or ``..`` leading out of ``dest``, a link pointing
+    out of it, or a device/FIFO is refused, and setuid/setgid/sticky bits and
+    group/other write bits are dropped. Zip members are written one by one:
+    an absolute name, a ``..`` component, a symlink (unix mode ``S_IFLNK``
+    in ``external_attr``) or another non-regular file is refused; modes
+    stored in the zip are not applied (files get the default permissions).
+    A refused member is a DataError naming the archive (``label`` if given)
+    and the member; what was written before it stays in ``dest`` for the
+    caller to remove.
+    """
+    archive, dest = Path(archive), Path(dest)
+    label = label or str(archive)
+    kind = archive_kind(archive)
+    try:
+        if kind == "tar":
+            _unpack_tar(archive, dest, label=label)
+        else:
+            _unpack_zip(archive, dest, label=label)
+    # RuntimeError: an encrypted zip member; NotImplementedError: an unknown compression
+    except (OSError, EOFError, RuntimeError, zipfile.BadZipFile, tarfile.TarError) as error:
+        raise DataError(f"{label}: cannot unpack ({type(error).__name__}: {error})") from None
+
+
+def _tar_filter(member, path):
+    # the data filter would strip a leading "/" and unpack the member elsewhere
+    if member.name.startswith("/"):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, path)
+
+
+def _unpack_tar(archive, dest, *, label):
+    with tarfile.open(archive, "r:*") as tar:
+        try:
+            tar.extractall(dest, filter=_tar_filter)
+        except tarfile.FilterError as error:
+            member = error.tarinfo.name
+            raise DataError(
+                f"{label}: refusing to unpack member {member!r}: {error} "
+                "(a member must be a file, directory or link inside the archive's directory)"
+            ) from None
+
+
+def _unpack_zip(archive, dest, *, label):
+    root = dest.resolve()
+    with zipfile.ZipFile(archive) as zip_file:
+        for info in zip_file.infolist():
+            name = info.filename
+
+            def refuse(why, name=name):
+                return DataError(f"{label}: refusing to unpack member {name!r}: {why}")
+
+            if name.startswith("/"):
+                raise refuse("absolute path")
+            if ".." in PurePosixPath(name).parts:
+                raise refuse("'..' in its path would write outside the archive's directory")
+            mode = info.external_attr >> 16
+            file_type = stat.S_IFMT(mode)
+            if file_type == stat.S_IFLNK:
+                raise refuse("symbolic link")
+            target = dest / name
+            if not target.resolve().is_relative_to(root):
+                raise refuse("its path leads outside the archive's directory")
+            if info.is_dir() or file_type == stat.S_IFDIR:
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if file_type not in (0, stat.S_IFREG):
+                raise refuse(f"not a regular file (unix mode {mode:o})")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zip_file.open(info) as source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
 
 
 def mirdata_dataset(name, *, data_home, version, index_path=None):

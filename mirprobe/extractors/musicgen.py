@@ -58,6 +58,13 @@ frozen activations, mean-pooled over time, one probe per layer.
 
 Weights: ``weights`` is a hub id or a local directory; models are read with
 ``from_pretrained(..., use_safetensors=True)`` and never with remote code.
+For a hub id, ``revision`` (default ``main``; a 40-hex commit pins it) is
+resolved once to a commit (from the hub, or offline from the Hugging Face
+cache's ``refs/``); config, weights and tokenizer are all read at that commit,
+and the feature profile's ``source`` (hence the provenance record) holds
+``weights``, ``revision`` and ``commit``. ``main`` is the default because no
+commit of the official checkpoints could be verified here; the commit actually
+loaded is recorded either way. A local directory takes no revision.
 ``random_weights: true`` builds the same architecture from its config with
 seeded random initialisation instead (a baseline; label it "random weights").
 Random EnCodec codebooks (all zero in transformers) are drawn from a
@@ -107,6 +114,13 @@ _COMMON_PARAMS = {
         "description": "from_weights = the architecture of `weights`; tiny = a built-in "
         "test-sized architecture (needs random_weights: true).",
     },
+    "revision": {
+        "type": "string",
+        "minLength": 1,
+        "default": "main",
+        "description": "Hub revision of `weights` (branch, tag or 40-hex commit; a commit pins "
+        "it); the commit it resolves to is recorded in provenance. Only for a hub id.",
+    },
     "seed": {
         "type": "integer",
         "default": 0,
@@ -143,16 +157,39 @@ def _check_weights_dir(weights):
     return str(path)
 
 
-def _pretrained(loader, weights, **kwargs):
-    """``loader.from_pretrained(weights)`` with a ModelError naming what failed."""
-    source = _check_weights_dir(weights) if _is_local(weights) else weights
+def _pretrained(loader, weights, *, commit=None, **kwargs):
+    """``loader.from_pretrained(weights)`` (at hub ``commit``) with a ModelError naming what
+    failed."""
+    if _is_local(weights):
+        source, at = _check_weights_dir(weights), ""
+    else:
+        source, at = weights, f" at commit {commit}"
+        kwargs["revision"] = commit
     try:
         return loader.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         raise ModelError(
-            f"cannot load {loader.__name__} from {source!r} ({error}); give a hub id that is "
+            f"cannot load {loader.__name__} from {source!r}{at} ({error}); give a hub id that is "
             "reachable or already in the Hugging Face cache, or a local directory written "
             "by save_pretrained"
+        ) from error
+
+
+def hub_commit(weights, revision):
+    """The commit that ``revision`` of hub repo ``weights`` points to now.
+
+    Asked of the hub; offline (``HF_HUB_OFFLINE``, or the hub unreachable)
+    read from the Hugging Face cache's ``refs/``; a 40-hex commit is itself.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RevisionResolutionError
+
+    try:
+        return HfApi().resolve_revision(weights, revision=revision).resolved
+    except (RevisionResolutionError, OSError, ValueError) as error:
+        raise ModelError(
+            f"weights {weights!r}: cannot resolve revision {revision!r} to a commit ({error}); "
+            "give a revision the hub has, or one already in the Hugging Face cache"
         ) from error
 
 
@@ -258,7 +295,33 @@ class _WindowedTransformersExtractor(Extractor):
                 f"extractor {self.name!r}: architecture 'tiny' has no trained weights; "
                 "set random_weights: true"
             )
+        if _is_local(self.params["weights"]) and self.params["revision"] != "main":
+            raise ConfigError(
+                f"extractor {self.name!r}: revision {self.params['revision']!r} given for the "
+                f"local directory {self.params['weights']!r}; a revision selects a hub commit"
+            )
         self.model = None
+        #: the hub commit the weights were read at (None: tiny, or a local directory)
+        self.commit = None
+
+    def _resolve_commit(self):
+        """Resolve ``revision`` once (hub weights only); every file is then read at it."""
+        if self.params["architecture"] != "tiny" and not _is_local(self.params["weights"]):
+            self.commit = hub_commit(self.params["weights"], self.params["revision"])
+        return self.commit
+
+    def source_record(self):
+        """The weights read and, for a hub id, the revision asked and the commit loaded."""
+        if self.params["architecture"] == "tiny":
+            return None  # built here from code, no file read
+        weights = self.params["weights"]
+        if _is_local(weights):
+            return {
+                "weights": str(Path(weights).expanduser().resolve()),
+                "revision": None,
+                "commit": None,
+            }
+        return {"weights": weights, "revision": self.params["revision"], "commit": self.commit}
 
     def load(self, *, device="cpu", dtype=None):
         self.device = str(device)
@@ -383,17 +446,21 @@ class MusicGen(_WindowedTransformersExtractor):
         from transformers import MusicgenConfig, MusicgenForConditionalGeneration
 
         params = self.params
+        commit = self._resolve_commit()
         if params["random_weights"]:
             if params["architecture"] == "tiny":
                 config = tiny_musicgen_config()
             else:
-                config = _pretrained(MusicgenConfig, params["weights"])
+                config = _pretrained(MusicgenConfig, params["weights"], commit=commit)
             with _seeded(params["seed"]):
                 model = MusicgenForConditionalGeneration(config)
             init_random_codebooks(model.audio_encoder, seed=params["seed"])
         else:
             model = _pretrained(
-                MusicgenForConditionalGeneration, params["weights"], use_safetensors=True
+                MusicgenForConditionalGeneration,
+                params["weights"],
+                commit=commit,
+                use_safetensors=True,
             )
         config = model.config
         if config.decoder.audio_channels != 1:
@@ -428,7 +495,7 @@ class MusicGen(_WindowedTransformersExtractor):
         weights = self.params["weights"]
         if self.params["architecture"] == "tiny":
             raise ConfigError("musicgen: the tiny architecture has no tokenizer; text must be ''")
-        tokenizer = _pretrained(AutoTokenizer, weights)
+        tokenizer = _pretrained(AutoTokenizer, weights, commit=self.commit)
         inputs = tokenizer([text], return_tensors="pt").to(self.device)
         if inputs["input_ids"].shape[1] == 0:
             raise ModelError(f"musicgen: the tokenizer of {weights!r} gives no tokens for {text!r}")
@@ -573,16 +640,19 @@ class EncodecLatents(_WindowedTransformersExtractor):
         from transformers import EncodecConfig, EncodecModel
 
         params = self.params
+        commit = self._resolve_commit()
         if params["random_weights"]:
             if params["architecture"] == "tiny":
                 config = tiny_encodec_config()
             else:
-                config = _pretrained(EncodecConfig, params["weights"])
+                config = _pretrained(EncodecConfig, params["weights"], commit=commit)
             with _seeded(params["seed"]):
                 model = EncodecModel(config)
             init_random_codebooks(model, seed=params["seed"])
         else:
-            model = _pretrained(EncodecModel, params["weights"], use_safetensors=True)
+            model = _pretrained(
+                EncodecModel, params["weights"], commit=commit, use_safetensors=True
+            )
         if model.config.sampling_rate != self.sample_rate:
             raise ModelError(
                 f"encodec weights {params['weights']!r} run at {model.config.sampling_rate} Hz; "
