@@ -60,6 +60,8 @@ def prepare_dataset(
 
 def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, expected_clips):
     """Resample one shard of a dataset to mono WAV at ``sr``."""
+    import pandas as pd
+
     from .audio import resample_shard
 
     started = time.perf_counter()
@@ -79,6 +81,8 @@ def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, exp
         shard=shard,
         n_ok=int((manifest["status"] == "ok").sum()),
         n_excluded=int((manifest["status"] != "ok").sum()),
+        # clips whose peak exceeded full scale, scaled by 1/peak (see mirprobe.audio)
+        n_rescaled=int((pd.to_numeric(manifest["peak"], errors="coerce") > 1).sum()),
     )
     write_json(Path(out_dir) / "stage.json", record)
     return record
