@@ -161,6 +161,15 @@ def test_a_whole_file_truncation_is_caught_from_its_header(tmp_path):
     assert len(load_audio(tmp_path / "full.wav", sr=22050)) == 44100
 
 
+def test_a_whole_mp3_truncation_is_caught_from_its_xing_header(tmp_path):
+    sf.write(tmp_path / "full.mp3", tone(seconds=4.0), 22050, format="MP3")
+    data = (tmp_path / "full.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError, match=r"cut\.mp3: truncated: header says 88200 frames"):
+        load_audio(tmp_path / "cut.mp3", sr=22050)
+    assert len(load_audio(tmp_path / "full.mp3", sr=22050)) == 88200
+
+
 def test_audio_beyond_full_scale_is_scaled_not_clipped_and_recorded(tmp_path):
     from mirprobe.stages import resample
 
