@@ -5,12 +5,23 @@ Conventions: audio is a mono ``float32`` numpy array ``y`` at sample rate
 mixes to mono, cuts ``[offset, offset + duration)`` and resamples with
 librosa (soxr). Every failure raises :class:`~mirprobe.errors.AudioDecodeError`
 naming the file and the problem: missing, empty, undecodable, truncated
-(shorter than the metadata says), or holding non-finite samples. A silent clip
-is legal but degenerate: it is returned with a warning.
+(shorter than the metadata says, or, for a whole file, fewer frames decoded
+than its header declares), or holding non-finite samples. A silent clip is
+legal but degenerate: it is returned with a warning.
 
 :func:`resample_shard` converts one shard of a dataset to mono WAV at one
-sample rate, applying the run's bad-audio policy: ``error`` stops at the first
-bad clip; ``exclude`` records it, with its reason, in the shard's manifest.
+sample rate, applying the run's bad-audio policy: ``error`` decodes the whole
+shard and then stops with one error naming every bad clip (the first
+:data:`MAX_LISTED` and a count of the rest); ``exclude`` records each, with
+its reason, in the shard's manifest.
+
+Levels beyond full scale: a float source (or a resampler's overshoot) may
+exceed ±1, which 16-bit PCM cannot hold. Rather than clip it (distorting the
+waveform), such a clip is scaled by ``1 / peak``, with a warning; the
+manifest's ``peak`` column holds every clip's peak before scaling and the
+stage record counts the clips scaled. jukemir loads with librosa and never
+clips; the peak-normalising extractors (chroma, MFCC, Jukebox) see the same
+signal either way.
 """
 
 import math
@@ -25,6 +36,42 @@ from .errors import AudioDecodeError, ConfigError
 #: a clip may be this much shorter than its declared duration (codec padding)
 TRUNCATION_TOLERANCE_S = 0.05
 BAD_AUDIO_POLICIES = ("error", "exclude")
+#: bad clips named in one error (the rest are counted)
+MAX_LISTED = 20
+#: columns of a resampled shard's manifest
+MANIFEST_COLUMNS = ["clip_id", "source", "status", "reason", "n_samples", "peak"]
+
+
+def wav_header_frames(path):
+    """Frames a RIFF/WAVE file's ``data`` chunk header declares, or None.
+
+    libsndfile silently shortens a truncated WAV to what is present, so the
+    header is read here. None when the file is not a plain RIFF WAVE or the
+    size is a streaming placeholder (0 or 0xFFFFFFFF).
+    """
+    import struct
+
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"fmt ":
+                body = handle.read(size + (size & 1))
+                if len(body) < 14:
+                    return None
+                block_align = struct.unpack("<H", body[12:14])[0]
+            elif name == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                handle.seek(size + (size & 1), 1)
 
 
 def load_audio(path, *, sr, offset=0.0, duration=None):
@@ -38,6 +85,8 @@ def load_audio(path, *, sr, offset=0.0, duration=None):
         raise AudioDecodeError(path, "empty file (0 bytes)")
     try:
         info = sf.info(str(path))
+        declared = wav_header_frames(path) if info.format in ("WAV", "WAVEX") else None
+        declared = info.frames if declared is None else declared
         native_sr = info.samplerate
         start = int(round(offset * native_sr))
         frames = -1 if duration is None else int(round(duration * native_sr))
@@ -57,6 +106,12 @@ def load_audio(path, *, sr, offset=0.0, duration=None):
                 f"truncated: {got:.3f} s decoded from offset {offset:.3f} s, "
                 f"{duration:.3f} s expected",
             )
+    else:  # a whole file: its header is the only record of its length
+        decoded = start + y.shape[0]
+        if decoded < declared - TRUNCATION_TOLERANCE_S * native_sr:
+            raise AudioDecodeError(
+                path, f"truncated: header says {declared} frames, decoded {decoded}"
+            )
     if not np.all(np.isfinite(y)):
         raise AudioDecodeError(path, "non-finite samples (NaN or inf)")
     if not np.any(y):
@@ -66,6 +121,27 @@ def load_audio(path, *, sr, offset=0.0, duration=None):
 
         y = librosa.resample(y, orig_sr=native_sr, target_sr=sr)
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def fit_full_scale(y, *, name):
+    """``(y, peak)``: ``y`` scaled by ``1 / peak`` when its peak exceeds full scale (±1), with
+    a warning, so that 16-bit PCM holds it unclipped; ``peak`` is the level before scaling."""
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    if peak > 1.0:
+        warnings.warn(
+            f"{name}: peak {peak:.4f} beyond full scale; scaled by 1/{peak:.4f} (not clipped)",
+            stacklevel=2,
+        )
+        y = y / peak
+    return y, peak
+
+
+def bad_clips_message(errors, *, what):
+    """One message naming every bad clip (the first MAX_LISTED, then a count)."""
+    lines = [str(error) for error in errors[:MAX_LISTED]]
+    if len(errors) > MAX_LISTED:
+        lines.append(f"... and {len(errors) - MAX_LISTED} more")
+    return f"{len(errors)} bad clip(s) in {what}:\n  " + "\n  ".join(lines)
 
 
 def shard_slices(n_clips, shard_size):
@@ -80,8 +156,8 @@ def resample_shard(
     """Convert shard ``shard`` of a dataset to mono 16-bit WAV at ``sr`` in ``out_dir``.
 
     ``out_dir`` receives one ``<clip_id>.wav`` per good clip and a
-    ``manifest.tsv`` with every clip of the shard (``status`` ok/excluded and
-    the ``reason``). The directory is built under a temporary name and renamed
+    ``manifest.tsv`` with every clip of the shard (``status`` ok/excluded, the
+    ``reason``, ``n_samples`` and the ``peak`` before any scaling). The directory is built under a temporary name and renamed
     when complete. Returns the manifest as a DataFrame.
     """
     import os
@@ -110,7 +186,7 @@ def resample_shard(
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
-    manifest = []
+    manifest, bad = [], []
     for row in rows.itertuples(index=False):
         source = metadata_path.parent / row.audio_path
         duration = (
@@ -120,19 +196,23 @@ def resample_shard(
         try:
             y = load_audio(source, sr=sr, offset=float(row.offset or 0.0), duration=duration)
         except AudioDecodeError as error:
-            if on_bad_audio == "error":
-                shutil.rmtree(tmp_dir, ignore_errors=True)
-                raise
+            bad.append(error)
             manifest.append(
-                {**entry, "status": "excluded", "reason": error.problem, "n_samples": 0}
+                {**entry, "status": "excluded", "reason": error.problem, "n_samples": 0, "peak": ""}
             )
-            print(f"excluded {error}", flush=True)
+            if on_bad_audio == "exclude":
+                print(f"excluded {error}", flush=True)
             continue
-        # clip peaks rather than wrap around when a resampler overshoots
-        sf.write(tmp_dir / f"{row.clip_id}.wav", np.clip(y, -1, 1), sr, subtype="PCM_16")
-        manifest.append({**entry, "status": "ok", "reason": "", "n_samples": int(y.shape[0])})
-    pd.DataFrame(manifest, columns=["clip_id", "source", "status", "reason", "n_samples"]).to_csv(
-        tmp_dir / "manifest.tsv", sep="\t", index=False
+        y, peak = fit_full_scale(y, name=f"{row.clip_id} ({source})")
+        sf.write(tmp_dir / f"{row.clip_id}.wav", y, sr, subtype="PCM_16")
+        manifest.append(
+            {**entry, "status": "ok", "reason": "", "n_samples": int(y.shape[0]), "peak": peak}
+        )
+    if bad and on_bad_audio == "error":
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise AudioDecodeError(metadata_path, bad_clips_message(bad, what=f"shard {shard}"))
+    pd.DataFrame(manifest, columns=MANIFEST_COLUMNS).to_csv(
+        tmp_dir / "manifest.tsv", sep="\t", index=False, float_format="%.6g"
     )
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -141,7 +221,7 @@ def resample_shard(
 
 
 def read_manifest(shard_dir):
-    """Read a resampled shard's manifest (clip_id, source, status, reason, n_samples)."""
+    """Read a resampled shard's manifest (:data:`MANIFEST_COLUMNS`)."""
     import pandas as pd
 
     path = Path(shard_dir) / "manifest.tsv"

@@ -2,9 +2,20 @@
 
 A feature shard is one ``.npz`` file holding ``clip_ids`` (the clips embedded,
 in manifest order), one ``layer:<name>`` array ``(n_clips, dim)`` per layer,
-and ``profile``, a JSON string (device, clips/s, peak memory, wall time).
-Clips the resampling step excluded are not embedded; they stay listed in the
-shard manifest with their reason.
+``profile``, a JSON string (device, clips/s, peak memory, wall time), and
+``excluded``, a JSON list of the clips left out at extraction
+(``clip_id``, ``source``, ``reason``). Clips the resampling step excluded are
+not embedded; they stay listed in the shard manifest with their reason.
+
+Checks at extraction, under the run's bad-audio policy (``error``: one error
+naming every bad clip of the shard, the first ``MAX_LISTED``; ``exclude``: the
+clip is left out of the feature shard and listed in ``excluded`` with its
+reason, so that training, evaluation and provenance list it):
+
+* before the model loads, a clip shorter than the extractor's
+  ``min_input_samples`` (at its sample rate) is bad;
+* after embedding, a clip with a non-finite value (NaN or inf) in any layer
+  is bad.
 """
 
 import json
@@ -53,35 +64,103 @@ def peak_memory_mb(device):
     return peak
 
 
+def _settle(problems, *, on_bad_audio, what):
+    """Raise one DataError naming every ``(clip_id, source, reason)`` under ``error``;
+    else print them and return them as exclusion records."""
+    from .audio import bad_clips_message
+
+    if problems and on_bad_audio == "error":
+        lines = [f"{clip_id} ({source}): {reason}" for clip_id, source, reason in problems]
+        raise DataError(bad_clips_message(lines, what=what))
+    for clip_id, source, reason in problems:
+        print(f"excluded {clip_id} ({source}): {reason}", file=sys.stderr, flush=True)
+    return [{"clip_id": c, "source": s, "reason": r} for c, s, r in problems]
+
+
+def too_short(shard_dir, clips, *, extractor):
+    """``(clip_id, source, reason)`` of the ``clips`` (manifest rows) of a resampled shard
+    shorter than the extractor's ``min_input_samples``, read from the WAV headers."""
+    import soundfile as sf
+
+    minimum, sr = extractor.min_input_samples, extractor.sample_rate
+    problems = []
+    for row in clips.itertuples(index=False):
+        n = sf.info(str(Path(shard_dir) / f"{row.clip_id}.wav")).frames
+        if n < minimum:
+            problems.append(
+                (
+                    row.clip_id,
+                    row.source,
+                    f"too short for {extractor.name}: {n} samples ({n / sr:.3f} s) at {sr} Hz, "
+                    f"it accepts at least {minimum} ({minimum / sr:.3f} s)",
+                )
+            )
+    return problems
+
+
+def non_finite(embedded, *, layers):
+    """Per clip of a batch, the reason its features are not finite ('' when they are)."""
+    reasons = None
+    for layer in layers:
+        bad = ~np.isfinite(embedded[layer])
+        reasons = reasons or [[] for _ in range(bad.shape[0])]
+        for row in np.flatnonzero(bad.any(axis=1)):
+            reasons[row].append(f"layer {layer}: {int(bad[row].sum())} of {bad.shape[1]}")
+    return [
+        f"non-finite features (NaN or inf; {', '.join(r)} values)" if r else "" for r in reasons
+    ]
+
+
 def extract_shard(
-    shard_dir, out_path, *, extractor, layers, batch_size=8, device="cpu", dataset=None
+    shard_dir,
+    out_path,
+    *,
+    extractor,
+    layers,
+    batch_size=8,
+    device="cpu",
+    dataset=None,
+    on_bad_audio="error",
 ):
     """Embed every good clip of a resampled shard; write the feature shard atomically.
 
     ``dataset`` (the dataset's class) is needed by extractors that read stored
     features by clip id rather than audio (``reads_audio = False``).
+    ``on_bad_audio`` applies to clips too short for the extractor and to
+    non-finite features (see the module docstring).
     """
     from tqdm import tqdm
 
-    from .audio import load_audio, read_manifest
+    from .audio import BAD_AUDIO_POLICIES, load_audio, read_manifest
 
+    if on_bad_audio not in BAD_AUDIO_POLICIES:
+        raise ConfigError(f"on_bad_audio={on_bad_audio!r}; allowed {BAD_AUDIO_POLICIES}")
     shard_dir = Path(shard_dir)
     manifest = read_manifest(shard_dir)
     good = manifest[manifest["status"] == "ok"]
     layers = extractor.check_layers(layers)
     if not extractor.reads_audio and dataset is None:
         raise ConfigError(f"extractor {extractor.name!r} reads features by clip id: give dataset")
+    what = f"{shard_dir} for {extractor.name}"
+    excluded = []
+    if extractor.reads_audio:
+        excluded = _settle(
+            too_short(shard_dir, good, extractor=extractor), on_bad_audio=on_bad_audio, what=what
+        )
+    source_of = dict(zip(good["clip_id"], good["source"], strict=True))
     started_at = time.time()
     started = time.perf_counter()
     extractor.load(device=device)
     load_s = time.perf_counter() - started
 
     outputs = {layer: [] for layer in layers}
-    clip_ids = list(good["clip_id"])
+    skipped = {e["clip_id"] for e in excluded}
+    to_embed = [c for c in good["clip_id"] if c not in skipped]
+    clip_ids, unusable = [], []
     embed_started = time.perf_counter()
-    progress = tqdm(total=len(clip_ids), desc=shard_dir.name, unit="clip", file=sys.stderr)
-    for start in range(0, len(clip_ids), batch_size):
-        batch_ids = clip_ids[start : start + batch_size]
+    progress = tqdm(total=len(to_embed), desc=shard_dir.name, unit="clip", file=sys.stderr)
+    for start in range(0, len(to_embed), batch_size):
+        batch_ids = to_embed[start : start + batch_size]
         if extractor.reads_audio:
             batch = [
                 load_audio(shard_dir / f"{clip_id}.wav", sr=extractor.sample_rate)
@@ -90,6 +169,7 @@ def extract_shard(
             embedded = extractor.embed(batch, layers=layers)
         else:
             embedded = extractor.embed_clips(batch_ids, layers=layers, dataset=dataset)
+        arrays = {}
         for layer in layers:
             array = np.asarray(embedded[layer], dtype=np.float32)
             if array.shape[0] != len(batch_ids) or array.ndim != 2:
@@ -97,10 +177,19 @@ def extract_shard(
                     f"extractor {extractor.name!r} layer {layer}: got shape {array.shape} "
                     f"for a batch of {len(batch_ids)} clips"
                 )
-            outputs[layer].append(array)
+            arrays[layer] = array
+        reasons = non_finite(arrays, layers=layers)
+        keep = np.array([not r for r in reasons], dtype=bool)
+        for clip_id, reason in zip(batch_ids, reasons, strict=True):
+            if reason:
+                unusable.append((clip_id, source_of.get(clip_id, ""), reason))
+        for layer in layers:
+            outputs[layer].append(arrays[layer][keep])
+        clip_ids += [c for c, k in zip(batch_ids, keep, strict=True) if k]
         progress.update(len(batch_ids))
     progress.close()
     embed_s = time.perf_counter() - embed_started
+    excluded += _settle(unusable, on_bad_audio=on_bad_audio, what=what)
 
     from .provenance import environment_record
 
@@ -112,10 +201,11 @@ def extract_shard(
         "started_at": round(started_at, 3),
         "finished_at": round(time.time(), 3),
         "n_clips": len(clip_ids),
-        "n_excluded": int((manifest["status"] != "ok").sum()),
+        "n_excluded": int((manifest["status"] != "ok").sum()) + len(excluded),
+        "n_excluded_at_extraction": len(excluded),
         "load_s": round(load_s, 3),
         "embed_s": round(embed_s, 3),
-        "clips_per_s": round(len(clip_ids) / embed_s, 3) if embed_s > 0 else None,
+        "clips_per_s": round(len(to_embed) / embed_s, 3) if embed_s > 0 else None,
         **{k: round(v, 1) for k, v in peak_memory_mb(device).items()},
     }
     if extractor.source_record() is not None:
@@ -131,10 +221,22 @@ def extract_shard(
                 handle,
                 clip_ids=np.array(clip_ids, dtype=str),
                 profile=np.array(json.dumps(profile, sort_keys=True)),
+                excluded=np.array(json.dumps(excluded, sort_keys=True)),
                 **arrays,
             )
     print(json.dumps(profile, sort_keys=True), file=sys.stderr)
     return profile
+
+
+def feature_shard_exclusions(paths):
+    """The clips left out at extraction (``clip_id``, ``source``, ``reason``) of feature
+    shards; none for shards written before extraction checked clips."""
+    excluded = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as shard:
+            if "excluded" in shard.files:
+                excluded.extend(json.loads(str(shard["excluded"])))
+    return excluded
 
 
 def load_feature_shards(paths, *, layer):

@@ -20,9 +20,20 @@ def _read_json(path):
 
 
 def prepare_dataset(
-    *, name, dataset_config, metadata_path, record_path, checksums_path, data_home=None, threads=1
+    *,
+    name,
+    dataset_config,
+    metadata_path,
+    record_path,
+    checksums_path,
+    data_home=None,
+    threads=1,
+    on_bad_audio=None,
 ):
-    """Obtain (download or generate) a dataset; write its metadata, checksums and record."""
+    """Obtain (download or generate) a dataset; write its metadata, checksums and record.
+
+    ``on_bad_audio`` is the run's policy, given to datasets that check audio
+    at prepare time (None: ``error``)."""
     import pandas as pd
 
     from .atomic import atomic_path
@@ -32,7 +43,7 @@ def prepare_dataset(
     started = time.perf_counter()
     dataset = build_dataset(name, dataset_config, data_home=data_home)
     out_dir = Path(metadata_path).parent
-    source = dataset.prepare(out_dir, threads=threads)
+    source = dataset.prepare(out_dir, threads=threads, on_bad_audio=on_bad_audio or "error")
     table = read_metadata(metadata_path)
     files = sorted(set(table["audio_path"]))
     checksums = pd.DataFrame(
@@ -51,6 +62,7 @@ def prepare_dataset(
         metadata_sha256=file_sha256(metadata_path),
         audio_sha256=file_sha256(checksums_path),
         n_audio_files=len(files),
+        n_bad_audio_files=len(source.get("bad_audio", [])),
         source=source,
     )
     record["environment"] = {k: record[k] for k in ("host", "python", "packages")}
@@ -60,6 +72,8 @@ def prepare_dataset(
 
 def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, expected_clips):
     """Resample one shard of a dataset to mono WAV at ``sr``."""
+    import pandas as pd
+
     from .audio import resample_shard
 
     started = time.perf_counter()
@@ -79,12 +93,23 @@ def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, exp
         shard=shard,
         n_ok=int((manifest["status"] == "ok").sum()),
         n_excluded=int((manifest["status"] != "ok").sum()),
+        # clips whose peak exceeded full scale, scaled by 1/peak (see mirprobe.audio)
+        n_rescaled=int((pd.to_numeric(manifest["peak"], errors="coerce") > 1).sum()),
     )
     write_json(Path(out_dir) / "stage.json", record)
     return record
 
 
-def extract(*, shard_dir, out_path, representation_config, layers, device, dataset_kind=None):
+def extract(
+    *,
+    shard_dir,
+    out_path,
+    representation_config,
+    layers,
+    device,
+    dataset_kind=None,
+    on_bad_audio="error",
+):
     """Embed one resampled shard (of a dataset of ``dataset_kind``) with one representation."""
     from .datasets import get_dataset_class
     from .extractors import build_extractor
@@ -100,18 +125,21 @@ def extract(*, shard_dir, out_path, representation_config, layers, device, datas
         batch_size=representation_config["batch_size"],
         device=device,
         dataset=None if dataset_kind is None else get_dataset_class(dataset_kind),
+        on_bad_audio=on_bad_audio,
     )
 
 
-def _excluded_clips(shard_dirs):
+def _excluded_clips(shard_dirs, feature_paths=()):
+    """Clips excluded by resampling (shard manifests), then at extraction (feature shards)."""
     from .audio import read_manifest
+    from .features import feature_shard_exclusions
 
     excluded = []
     for shard_dir in shard_dirs:
         manifest = read_manifest(shard_dir)
         for row in manifest[manifest["status"] != "ok"].itertuples(index=False):
             excluded.append({"clip_id": row.clip_id, "source": row.source, "reason": row.reason})
-    return excluded
+    return excluded + feature_shard_exclusions(feature_paths)
 
 
 def _probe_data(*, metadata_path, prepare_record_path, feature_paths, shard_dirs, layer):
@@ -122,7 +150,7 @@ def _probe_data(*, metadata_path, prepare_record_path, feature_paths, shard_dirs
     prepared = _read_json(prepare_record_path)
     metadata = read_metadata(metadata_path)
     clip_ids, X, _ = load_feature_shards(feature_paths, layer=layer)
-    excluded = _excluded_clips(shard_dirs)
+    excluded = _excluded_clips(shard_dirs, feature_paths)
     splits = split_arrays(
         metadata,
         clip_ids,

@@ -18,5 +18,11 @@ rule prepare_dataset:
     params:
         dataset_config=lambda wc: config["datasets"][wc.dataset],
         data_home=config["data_home"],
+        # only for datasets that check audio at prepare time: another policy reruns those only
+        on_bad_audio=lambda wc: (
+            config["audio"]["on_bad_audio"]
+            if DATASETS[wc.dataset].checks_audio_at_prepare
+            else None
+        ),
     script:
         "../scripts/prepare_dataset.py"

@@ -19,5 +19,6 @@ rule extract:
         layers=lambda wc: layers_of(wc.representation),
         device=config["device"],
         dataset_kind=lambda wc: config["datasets"][wc.dataset]["kind"],
+        on_bad_audio=config["audio"]["on_bad_audio"],
     script:
         "../scripts/extract.py"

@@ -16,4 +16,5 @@ extract(
     layers=snakemake.params.layers,  # noqa: F821
     device=snakemake.params.device,  # noqa: F821
     dataset_kind=snakemake.params.dataset_kind,  # noqa: F821
+    on_bad_audio=snakemake.params.on_bad_audio,  # noqa: F821
 )

@@ -17,4 +17,5 @@ prepare_dataset(
     checksums_path=snakemake.output.checksums,  # noqa: F821
     record_path=snakemake.output.record,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
+    on_bad_audio=snakemake.params.on_bad_audio,  # noqa: F821
 )

@@ -147,3 +147,86 @@ def test_unknown_policy_is_rejected(tmp_path):
         resample_shard(
             metadata, tmp_path / "s", shard=0, shard_size=10, sr=16000, on_bad_audio="skip"
         )
+
+
+def test_a_whole_file_truncation_is_caught_from_its_header(tmp_path):
+    # no duration in the metadata (GTZAN, MagnaTagATune): only the header knows the length
+    sf.write(tmp_path / "full.wav", tone(seconds=2.0), 22050, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: 44 + 2 * 11025])
+    with pytest.raises(
+        AudioDecodeError, match=r"cut\.wav: truncated: header says 44100 frames, decoded 11025"
+    ):
+        load_audio(tmp_path / "cut.wav", sr=22050)
+    assert len(load_audio(tmp_path / "full.wav", sr=22050)) == 44100
+
+
+def test_a_whole_mp3_truncation_is_caught_from_its_xing_header(tmp_path):
+    sf.write(tmp_path / "full.mp3", tone(seconds=4.0), 22050, format="MP3")
+    data = (tmp_path / "full.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError, match=r"cut\.mp3: truncated: header says 88200 frames"):
+        load_audio(tmp_path / "cut.mp3", sr=22050)
+    assert len(load_audio(tmp_path / "full.mp3", sr=22050)) == 88200
+
+
+def test_audio_beyond_full_scale_is_scaled_not_clipped_and_recorded(tmp_path):
+    from mirprobe.stages import resample
+
+    metadata = _dataset(tmp_path)
+    loud = 5.0 * tone(freq=300)
+    peak = float(np.abs(loud).max())  # 2.4999
+    sf.write(tmp_path / "audio" / "c1.wav", loud, 22050, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=rf"c1 .*peak {peak:.4f} beyond full scale; scaled by 1/"):
+        record = resample(
+            metadata_path=metadata,
+            out_dir=tmp_path / "s",
+            shard=0,
+            shard_size=10,
+            sr=22050,
+            on_bad_audio="error",
+            expected_clips=5,
+        )
+    manifest = read_manifest(tmp_path / "s").set_index("clip_id")
+    assert manifest.loc["c1", "peak"] == pytest.approx(peak, abs=1e-5)
+    assert manifest.loc["c0", "peak"] == pytest.approx(0.5, abs=1e-5)
+    assert record["n_rescaled"] == 1
+    y, _ = sf.read(tmp_path / "s" / "c1.wav", dtype="float32")
+    # the waveform is kept (a clipped copy would be flat beyond ±1 / 2.5 of its samples)
+    np.testing.assert_allclose(y, loud / peak, atol=1.5 / 32768)
+
+
+def test_error_mode_names_every_bad_clip_of_the_shard(tmp_path):
+    metadata = _dataset(tmp_path, corrupt=True)
+    data = (tmp_path / "audio" / "c4.wav").read_bytes()
+    (tmp_path / "audio" / "c4.wav").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError) as error:
+        resample_shard(metadata, tmp_path / "out" / "s", shard=0, shard_size=10, sr=16000)
+    message = str(error.value)
+    assert "2 bad clip(s) in shard 0" in message
+    assert "c3.wav: cannot decode" in message and "c4.wav: truncated" in message
+    assert not (tmp_path / "out" / "s").exists()
+
+
+def test_error_mode_lists_at_most_twenty_bad_clips_and_counts_the_rest(tmp_path):
+    rows = []
+    (tmp_path / "audio").mkdir()
+    for i in range(23):
+        (tmp_path / "audio" / f"b{i:02d}.wav").write_bytes(b"garbage" * 100)
+        rows.append(
+            {
+                "clip_id": f"b{i:02d}",
+                "audio_path": f"audio/b{i:02d}.wav",
+                "offset": 0.0,
+                "duration": "",
+                "split": "train",
+                "label": "x",
+                "song_id": f"b{i:02d}",
+            }
+        )
+    write_metadata(pd.DataFrame(rows), tmp_path / "metadata.csv")
+    with pytest.raises(AudioDecodeError) as error:
+        resample_shard(tmp_path / "metadata.csv", tmp_path / "s", shard=0, shard_size=30, sr=16000)
+    message = str(error.value)
+    assert "23 bad clip(s)" in message and "... and 3 more" in message
+    assert [f"b{i:02d}.wav" in message for i in range(23)] == [True] * 20 + [False] * 3

@@ -378,6 +378,115 @@ def test_gtzan_undecodable_audio_names_the_file(local_gtzan, tmp_path):
         dataset.prepare(tmp_path / "out")
 
 
+def _replace_gtzan_audio(local_gtzan, clip_id, data):
+    """Give a GTZAN track other bytes, and its md5 in the mirdata index (so only decoding
+    can find the problem)."""
+    rel = local_gtzan["tracks"][clip_id]["audio"][0]
+    (local_gtzan["root"] / rel).write_bytes(data)
+    local_gtzan["tracks"][clip_id] = {"audio": [rel, hashlib.md5(data).hexdigest()]}
+    local_gtzan["index"].write_text(json.dumps({"version": "1.0", "tracks": local_gtzan["tracks"]}))
+    return local_gtzan["root"] / rel
+
+
+def test_gtzan_undecodable_audio_is_excluded_by_resampling_under_exclude(local_gtzan, tmp_path):
+    from mirprobe.audio import read_manifest, shard_slices
+    from mirprobe.stages import prepare_dataset, resample
+
+    bad = _replace_gtzan_audio(local_gtzan, "rock.00041", b"RIFF not really a wave file" * 10)
+    out = tmp_path / "results" / "gtzan"
+    record = prepare_dataset(
+        name="gtzan",
+        dataset_config=_gtzan_config(local_gtzan["index"]),
+        metadata_path=out / "metadata.csv",
+        record_path=out / "prepare.json",
+        checksums_path=out / "checksums.tsv",
+        data_home=local_gtzan["data_home"],
+        on_bad_audio="exclude",
+    )
+    [entry] = record["source"]["bad_audio"]
+    assert entry["path"] == str(bad.resolve()) and entry["reason"].startswith("cannot decode")
+    assert record["n_bad_audio_files"] == 1
+    table = read_metadata(out / "metadata.csv")
+    assert len(table) == 930  # the clip stays listed: resampling excludes it, with the reason
+    position = table.index[table["clip_id"] == "rock.00041"][0]
+    shard = next(k for k, (a, b) in enumerate(shard_slices(930, 100)) if a <= position < b)
+    stage = resample(
+        metadata_path=out / "metadata.csv",
+        out_dir=tmp_path / "shard",
+        shard=shard,
+        shard_size=100,
+        sr=8000,
+        on_bad_audio="exclude",
+        expected_clips=930,
+    )
+    manifest = read_manifest(tmp_path / "shard").set_index("clip_id")
+    assert manifest.loc["rock.00041", "status"] == "excluded"
+    assert manifest.loc["rock.00041", "reason"] == entry["reason"]
+    assert stage["n_excluded"] == 1 and stage["n_ok"] == 99
+
+
+def test_giantsteps_undecodable_songs_keep_the_papers_clip_count():
+    songs = pd.DataFrame(
+        {
+            "song_id": ["a", "b", "c", "d", "e"],
+            "split": ["train", "train", "train", "valid", "test"],
+        }
+    )
+    songs["label"], songs["track"], songs["source"] = "C major", 0, "mtg"
+    counts = dict(giantsteps.CLIPS_PER_SPLIT)
+    # train: 3687 clips, 'a' gives 3683 and 'b', 'c' are undecodable; valid and test all good
+    durations = {"a": 3683 * 30.0, "b": None, "c": None, "d": counts["valid"] * 30.0}
+    durations["e"] = counts["test"] * 30.0 + 29.96  # a clip 40 ms short is kept
+    inferred = giantsteps.undecodable_song_clips(songs, durations, {"b", "c"})
+    assert inferred == {"b": 2, "c": 2}
+    table = giantsteps.clip_table(songs, durations, counts=inferred)
+    assert table["split"].value_counts().to_dict() == {**counts, "test": counts["test"] + 1}
+    assert table[table["song_id"] == "b"]["clip_id"].tolist() == ["b-0", "b-1"]
+    assert (table[table["song_id"] == "b"]["song_duration"] == "").all()
+    durations["a"] = 3686 * 30.0  # one clip left for two undecodable songs
+    with pytest.raises(DataError, match=r"train: the decodable songs give 3686 of 3687 clips"):
+        giantsteps.undecodable_song_clips(songs, durations, {"b", "c"})
+
+
+def test_gtzan_workflow_excludes_an_undecodable_file_and_a_clip_too_short(local_gtzan, tmp_path):
+    """With a GTZAN copy holding an undecodable file and a 0.01 s file: ``error`` stops at
+    prepare naming the file; ``exclude`` runs to the table, each clip listed with its reason."""
+    from conftest import SMALL, run, write_config
+
+    bad = _replace_gtzan_audio(local_gtzan, "rock.00041", b"RIFF not really a wave file" * 10)
+    sf.write(tmp_path / "short.wav", np.full(80, 0.1, np.float32), 8000, subtype="PCM_16")
+    _replace_gtzan_audio(local_gtzan, "jazz.00024", (tmp_path / "short.wav").read_bytes())
+    settings = {
+        "data_home": str(local_gtzan["data_home"]),
+        "datasets": {
+            "gtzan": {
+                "kind": "gtzan_ff",
+                "label": "GTZAN",
+                "shard_size": 500,
+                "params": {"mirdata_index": str(local_gtzan["index"])},
+            }
+        },
+        "representations": {"chroma": SMALL["representations"]["chroma"]},
+    }
+    work = tmp_path / "work"
+    write_config(work, **settings)
+    result = run(work, check=False)
+    assert result.returncode != 0
+    log = (work / "logs" / "prepare_dataset" / "gtzan.log").read_text()
+    assert f"{bad}: cannot decode audio" in log
+    assert not (work / "results" / "table.csv").exists()
+
+    write_config(work, **settings, audio={"on_bad_audio": "exclude"})
+    run(work)
+    record = json.loads((work / "results/provenance/gtzan/chroma/stats.json").read_text())
+    reasons = {e["clip_id"]: e["reason"] for e in record["clips"]["excluded"]}
+    assert sorted(reasons) == ["jazz.00024", "rock.00041"]
+    assert reasons["rock.00041"].startswith("cannot decode audio")
+    assert reasons["jazz.00024"].startswith("too short for chroma: 221 samples (0.010 s)")
+    assert sum(record["clips"][s] for s in ("train", "valid", "test")) == 928
+    assert "2 excluded" in (work / "results" / "table.md").read_text()
+
+
 def test_gtzan_missing_raw_file_says_where_to_put_it(local_gtzan, tmp_path):
     (local_gtzan["root"] / "test_filtered.txt").unlink()
     dataset = build_dataset(

@@ -86,3 +86,123 @@ def test_cuda_without_a_gpu_is_a_config_error():
     assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+# -- clips an extractor cannot embed: too short, or non-finite features ---------
+def _shard(folder, clips, *, sr):
+    """A resampled shard as the resample stage writes it: WAVs and a manifest."""
+    import pandas as pd
+    import soundfile as sf
+
+    folder.mkdir(parents=True)
+    rows = []
+    for clip_id, y in clips.items():
+        sf.write(folder / f"{clip_id}.wav", y, sr, subtype="PCM_16")
+        rows.append(
+            {
+                "clip_id": clip_id,
+                "source": f"audio/{clip_id}.wav",
+                "status": "ok",
+                "reason": "",
+                "n_samples": len(y),
+                "peak": float(np.abs(y).max()),
+            }
+        )
+    pd.DataFrame(rows).to_csv(folder / "manifest.tsv", sep="\t", index=False)
+    return folder
+
+
+def _noise(n, seed=0):
+    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+def test_each_audio_extractor_declares_its_shortest_input_and_chromas_is_exact():
+    for name in EXTRACTOR_CLASSES:
+        cls = get_extractor_class(name)
+        if cls.reads_audio:
+            assert isinstance(cls.min_input_samples, int) and cls.min_input_samples >= 1, name
+    for name in ("chroma", "mfcc"):
+        extractor = build_extractor({"extractor": name})
+        n = extractor.min_input_samples
+        assert n == 1024  # two hops of 512: three frames, the second difference defined
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            short = extractor.embed([_noise(n - 1)], layers=["stats"])["stats"]
+        assert not np.isfinite(short).all()  # what an unchecked 0.05 s clip gives
+        assert np.isfinite(extractor.embed([_noise(n)], layers=["stats"])["stats"]).all()
+
+
+def test_a_clip_too_short_for_the_extractor_stops_extraction_naming_it(tmp_path):
+    from mirprobe.errors import DataError
+    from mirprobe.features import extract_shard
+
+    clips = {"ok0": _noise(22050), "tiny1": _noise(220, 1), "ok2": _noise(22050, 2)}
+    clips["tiny3"] = _noise(1000, 3)
+    shard = _shard(tmp_path / "shard-000", clips, sr=22050)
+    with pytest.raises(DataError) as error:
+        extract_shard(
+            shard,
+            tmp_path / "f.npz",
+            extractor=build_extractor({"extractor": "chroma"}),
+            layers=["stats"],
+        )
+    message = str(error.value)
+    assert "2 bad clip(s)" in message
+    assert (
+        "tiny1 (audio/tiny1.wav): too short for chroma: 220 samples (0.010 s) at 22050 Hz, "
+        "it accepts at least 1024 (0.046 s)" in message
+    )
+    assert "tiny3 (audio/tiny3.wav): too short for chroma: 1000 samples" in message
+    assert "ok0" not in message and not (tmp_path / "f.npz").exists()
+
+
+def test_under_exclude_a_too_short_clip_is_left_out_with_its_reason(tmp_path):
+    from mirprobe.features import extract_shard, feature_shard_exclusions, load_feature_shards
+
+    clips = {"ok0": _noise(22050), "tiny1": _noise(220, 1), "ok2": _noise(22050, 2)}
+    shard = _shard(tmp_path / "shard-000", clips, sr=22050)
+    out = tmp_path / "f.npz"
+    profile = extract_shard(
+        shard,
+        out,
+        extractor=build_extractor({"extractor": "mfcc"}),
+        layers=["stats"],
+        batch_size=2,
+        on_bad_audio="exclude",
+    )
+    clip_ids, X, _ = load_feature_shards([out], layer="stats")
+    assert clip_ids == ["ok0", "ok2"] and X.shape == (2, 120) and np.isfinite(X).all()
+    alone = build_extractor({"extractor": "mfcc"}).embed([load_audio(shard / "ok2.wav", sr=22050)])
+    np.testing.assert_array_equal(X[1], alone["stats"][0])
+    [excluded] = feature_shard_exclusions([out])
+    assert excluded["clip_id"] == "tiny1" and excluded["source"] == "audio/tiny1.wav"
+    assert excluded["reason"].startswith("too short for mfcc: 220 samples (0.010 s)")
+    assert profile["n_clips"] == 2 and profile["n_excluded_at_extraction"] == 1
+
+
+def test_non_finite_features_are_named_or_excluded(tmp_path):
+    """MusiCNN in the package's float16 log compression gives inf on loud audio."""
+    import os
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("musicnn")
+    from mirprobe.errors import DataError
+    from mirprobe.features import extract_shard, feature_shard_exclusions, load_feature_shards
+
+    loud = load_audio(sorted(fixture_path("audio").glob("*.ogg"))[0], sr=16000, duration=6.0)
+    clips = {"loud": loud, "quiet": 0.02 * loud}
+    shard = _shard(tmp_path / "shard-000", clips, sr=16000)
+    config = {"extractor": "musicnn", "params": {"log_compression": "package"}}
+    with pytest.raises(DataError, match=r"1 bad clip\(s\).*\n  loud \(audio/loud\.wav\): non-fin"):
+        extract_shard(
+            shard, tmp_path / "f.npz", extractor=build_extractor(config), layers=["mean_max"]
+        )
+    out = tmp_path / "g.npz"
+    extract_shard(
+        shard, out, extractor=build_extractor(config), layers=["mean_max"], on_bad_audio="exclude"
+    )
+    clip_ids, X, _ = load_feature_shards([out], layer="mean_max")
+    assert clip_ids == ["quiet"] and np.isfinite(X).all()
+    [excluded] = feature_shard_exclusions([out])
+    assert excluded["clip_id"] == "loud"
+    assert excluded["reason"].startswith("non-finite features (NaN or inf; layer mean_max: ")

@@ -60,6 +60,9 @@ class Dataset:
     params_schema = {"type": "object", "additionalProperties": False}
     #: this dataset's tag in jukemir (the CALM paper's code), None if not one of its
     jukemir_tag = None
+    #: True when ``prepare`` decodes audio headers and so applies ``on_bad_audio`` itself
+    #: (the workflow then passes the policy to it; otherwise only resampling applies it)
+    checks_audio_at_prepare = False
 
     def __init__(self, *, name, params=None, data_home=None):
         self.name = name
@@ -79,9 +82,11 @@ class Dataset:
         """Number of clips, known before any data exists (it sizes the shards)."""
         raise NotImplementedError
 
-    def prepare(self, out_dir, *, threads=1):
+    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
         """Obtain the data into ``out_dir`` and write ``out_dir/metadata.csv``.
 
+        ``on_bad_audio`` (``error`` or ``exclude``) is the run's bad-audio
+        policy, for the classes that set :attr:`checks_audio_at_prepare`.
         Returns a JSON-serialisable record for provenance (sources, seeds,
         parameters, checksums).
         """

@@ -151,7 +151,7 @@ class Emomusic(RemoteDataset):
     def num_clips(self):
         return sum(SPLIT_SIZES.values())
 
-    def prepare(self, out_dir, *, threads=1):
+    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
         out_dir = Path(out_dir)
         paths = self.fetch(list(REMOTES.values()), out_dir=out_dir)
         annotations = extract_once(
@@ -174,7 +174,7 @@ class Emomusic(RemoteDataset):
             if not path.is_file():
                 raise DataError(f"{path}: clip of song {song_id} missing from the clips archive")
             audio.append(str(path.resolve()))
-        check_decodable(audio)
+        bad_audio = check_decodable(audio, on_bad_audio=on_bad_audio)
         table.insert(1, "audio_path", audio)
         zscore = table.attrs.pop("zscore")
         write_metadata(table, out_dir / "metadata.csv")
@@ -182,4 +182,5 @@ class Emomusic(RemoteDataset):
             [self.remote(r) for r in REMOTES.values()],
             zscore=zscore,
             clips_per_split=SPLIT_SIZES,
+            bad_audio=bad_audio,
         )

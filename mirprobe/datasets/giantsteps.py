@@ -30,6 +30,9 @@ Clips
     would lose a clip: a clip is kept when it is at least
     ``30 - DURATION_TOLERANCE_S`` s long (its end then lies within the
     tolerance :mod:`mirprobe.audio` accepts). 3687 / 942 / 2406 clips.
+    Under ``on_bad_audio: exclude`` an undecodable song has no duration; its
+    clip count comes from the paper's totals (:func:`undecodable_song_clips`),
+    and the resample stage excludes those clips with the file's reason.
 
 Raw files
     The two annotation repositories as GitHub archives (sha256 from jukemir's
@@ -169,12 +172,15 @@ def n_clips(duration, *, clip_duration=CLIP_DURATION, tolerance=DURATION_TOLERAN
     return int(np.floor((duration + tolerance) / clip_duration))
 
 
-def clip_table(songs, durations):
-    """Cut songs into clips; ``durations`` maps song_id -> seconds."""
+def clip_table(songs, durations, *, counts=None):
+    """Cut songs into clips; ``durations`` maps song_id -> seconds (None: unknown, the
+    song's clip count is then ``counts[song_id]``)."""
     rows = []
     for song in songs.itertuples(index=False):
-        duration = float(durations[song.song_id])
-        for k in range(n_clips(duration)):
+        duration = durations[song.song_id]
+        duration = None if duration is None else float(duration)
+        count = counts[song.song_id] if duration is None else n_clips(duration)
+        for k in range(count):
             rows.append(
                 {
                     "clip_id": f"{song.song_id}-{k}",
@@ -185,10 +191,37 @@ def clip_table(songs, durations):
                     "song_id": song.song_id,
                     "track": song.track,
                     "source": song.source,
-                    "song_duration": duration,
+                    "song_duration": "" if duration is None else duration,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def undecodable_song_clips(songs, durations, bad_songs):
+    """``{song_id: n_clips}`` for songs whose duration is unknown (undecodable).
+
+    What the decodable songs leave of the paper's clips per split is shared
+    among that split's undecodable songs (all of it to a lone one, the usual
+    case; evenly, the first ones one more, among several), so the table keeps
+    the paper's clip count and the resample stage excludes each of these clips
+    with its file's reason.
+    """
+    counts = {}
+    for split, expected in CLIPS_PER_SPLIT.items():
+        in_split = songs[songs["split"] == split]
+        bad = [s for s in in_split["song_id"] if s in bad_songs]
+        if not bad:
+            continue
+        known = sum(n_clips(durations[s]) for s in in_split["song_id"] if s not in bad_songs)
+        left = expected - known
+        if left < len(bad):
+            raise DataError(
+                f"GiantSteps {split}: the decodable songs give {known} of {expected} clips, "
+                f"too many to leave a clip to each of the {len(bad)} undecodable songs {bad[:5]}"
+            )
+        share, extra = divmod(left, len(bad))
+        counts.update({s: share + (i < extra) for i, s in enumerate(bad)})
+    return counts
 
 
 def _repo_dir(extracted, prefix):
@@ -232,7 +265,7 @@ class GiantStepsClips(RemoteDataset):
             )
         return remotes
 
-    def prepare(self, out_dir, *, threads=1):
+    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
         import soundfile as sf
 
         out_dir = Path(out_dir)
@@ -260,9 +293,14 @@ class GiantStepsClips(RemoteDataset):
         )
         paths = self.fetch(audio, out_dir=out_dir)
         song_paths = {s: paths[r.key] for s, r in zip(songs["song_id"], audio, strict=True)}
-        check_decodable(song_paths.values())
-        durations = {s: sf.info(str(p)).duration for s, p in song_paths.items()}
-        table = clip_table(songs, durations)
+        bad_audio = check_decodable(song_paths.values(), on_bad_audio=on_bad_audio)
+        bad_paths = {entry["path"] for entry in bad_audio}
+        bad_songs = {s for s, p in song_paths.items() if str(p) in bad_paths}
+        durations = {
+            s: None if s in bad_songs else sf.info(str(p)).duration for s, p in song_paths.items()
+        }
+        inferred = undecodable_song_clips(songs, durations, bad_songs)
+        table = clip_table(songs, durations, counts=inferred)
         table.insert(1, "audio_path", [str(song_paths[s].resolve()) for s in table["song_id"]])
         counts = table["split"].value_counts().to_dict()
         if counts != CLIPS_PER_SPLIT:
@@ -277,4 +315,7 @@ class GiantStepsClips(RemoteDataset):
             audio_checksums="md5/<id>.LOFI.md5 of each annotation repository",
             songs_per_split=SONGS_PER_SPLIT,
             clips_per_split=CLIPS_PER_SPLIT,
+            bad_audio=bad_audio,
+            # clips of undecodable songs, counted from the paper's totals (all excluded)
+            inferred_clip_counts=inferred,
         )

@@ -166,7 +166,7 @@ class GtzanFaultFiltered(RemoteDataset):
         extract_once(tarball, dest / "gtzan_genre", checksum=REMOTES["GTZAN"].checksum)
         return dest
 
-    def prepare(self, out_dir, *, threads=1):
+    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
         out_dir = Path(out_dir)
         lists = self.fetch([REMOTES[f"GTZAN_{s.upper()}"] for s in SPLITS], out_dir=out_dir)
         table = split_table({s: lists[f"GTZAN_{s.upper()}"] for s in SPLITS})
@@ -198,7 +198,7 @@ class GtzanFaultFiltered(RemoteDataset):
                 f"GTZAN audio under {root} fails verification ({len(problems)} files):\n  "
                 + "\n  ".join(problems[:20])
             )
-        check_decodable(audio_paths)
+        bad_audio = check_decodable(audio_paths, on_bad_audio=on_bad_audio)
         table.insert(1, "audio_path", audio_paths)
         write_metadata(table, out_dir / "metadata.csv")
         remotes = [self.remote(r) for r in REMOTES.values()]
@@ -210,4 +210,5 @@ class GtzanFaultFiltered(RemoteDataset):
             },
             audio_root=str(root),
             clips_per_split=SPLIT_SIZES,
+            bad_audio=bad_audio,
         )

@@ -167,7 +167,7 @@ class MagnaTagATune(RemoteDataset):
     def num_clips(self):
         return sum(SPLIT_SIZES.values())
 
-    def prepare(self, out_dir, *, threads=1):
+    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
         out_dir = Path(out_dir)
         paths = self.fetch(list(REMOTES.values()), out_dir=out_dir)
         table = clip_table(paths["MAGNATAGATUNE_CLIP_METADATA"], paths["MAGNATAGATUNE_ANNOTATIONS"])
@@ -187,9 +187,11 @@ class MagnaTagATune(RemoteDataset):
             raise DataError(
                 f"{len(missing)} mp3s missing from the MagnaTagATune archive: {missing[:5]}"
             )
-        check_decodable(audio)
+        bad_audio = check_decodable(audio, on_bad_audio=on_bad_audio)
         table.insert(1, "audio_path", audio)
         write_metadata(table, out_dir / "metadata.csv")
         return self.provenance(
-            [self.remote(r) for r in REMOTES.values()], clips_per_split=SPLIT_SIZES
+            [self.remote(r) for r in REMOTES.values()],
+            clips_per_split=SPLIT_SIZES,
+            bad_audio=bad_audio,
         )

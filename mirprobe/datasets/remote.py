@@ -71,6 +71,7 @@ class RemoteDataset(Dataset):
 
     #: directory name under data_home (jukemir's ``datasets/<subdir>``)
     subdir = None
+    checks_audio_at_prepare = True
 
     def __init__(self, *, name, params=None, data_home=None):
         super().__init__(name=name, params=params, data_home=data_home)
@@ -293,23 +294,35 @@ def mirdata_dataset(name, *, data_home, version, index_path=None):
     return dataset
 
 
-def check_decodable(paths):
-    """Raise AudioDecodeError naming every file soundfile cannot open."""
+def check_decodable(paths, *, on_bad_audio="error"):
+    """Check that soundfile opens every file; ``[{"path", "reason"}]`` of those it cannot.
+
+    ``on_bad_audio="error"`` raises AudioDecodeError naming them (the first
+    MAX_LISTED, then a count) before any clip is resampled; ``exclude`` prints
+    and returns them: the files stay in the metadata table, so the resample
+    stage excludes their clips with the same reason, as for any bad clip, and
+    provenance and the table's clip counts list them.
+    """
     import soundfile as sf
 
+    from ..audio import BAD_AUDIO_POLICIES, bad_clips_message
     from ..errors import AudioDecodeError
 
+    if on_bad_audio not in BAD_AUDIO_POLICIES:
+        raise ConfigError(f"on_bad_audio={on_bad_audio!r}; allowed {BAD_AUDIO_POLICIES}")
     bad = []
     for path in paths:
         try:
             info = sf.info(str(path))
             if info.frames <= 0:
-                bad.append((path, "no audio frames"))
+                bad.append(AudioDecodeError(path, "no audio frames"))
         except (sf.LibsndfileError, RuntimeError, ValueError) as error:
-            bad.append((path, f"cannot decode audio ({error})"))
-    if bad:
-        listed = "; ".join(f"{p}: {why}" for p, why in bad[:10])
-        raise AudioDecodeError(bad[0][0], f"{len(bad)} undecodable audio file(s): {listed}")
+            bad.append(AudioDecodeError(path, f"cannot decode audio ({error})"))
+    if bad and on_bad_audio == "error":
+        raise AudioDecodeError(bad[0].path, bad_clips_message(bad, what="the dataset's audio"))
+    for error in bad:
+        print(f"undecodable, its clips will be excluded: {error}", flush=True)
+    return [{"path": error.path, "reason": error.problem} for error in bad]
 
 
 def mirdata_report(loader):

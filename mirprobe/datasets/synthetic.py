@@ -533,7 +533,9 @@ class SyntheticKey(Dataset):
             )
         return fluidsynth_version()
 
-    def prepare(self, out_dir: str | os.PathLike, *, threads: int = 1) -> dict:
+    def prepare(
+        self, out_dir: str | os.PathLike, *, threads: int = 1, on_bad_audio: str = "error"
+    ) -> dict:
         out_dir = Path(out_dir)
         version = self.check_tools()
         soundfont = self.soundfont()

@@ -9,6 +9,10 @@ One small class per representation (HEAR's ``load_model`` /
     names of the layers the extractor can return, and those probed by default.
 ``wants_gpu``
     whether the extraction rule requests ``gpu=1``.
+``min_input_samples``
+    the shortest clip (in samples at ``sample_rate``) the extractor gives
+    meaningful, finite features for; extraction rejects or excludes shorter
+    clips under the run's bad-audio policy before the model loads.
 ``load(device=..., dtype=...)``
     builds the model and loads its weights (lazily importing torch & co.).
 ``embed(batch, layers=...)``
@@ -32,6 +36,8 @@ class Extractor:
     name = None
     sample_rate = None
     wants_gpu = False
+    #: shortest clip accepted, in samples at ``sample_rate`` (each extractor sets its own)
+    min_input_samples = 1
     #: False for extractors that read stored features by clip id (embed_clips)
     reads_audio = True
     default_layers = ()

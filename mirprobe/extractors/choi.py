@@ -116,6 +116,7 @@ class Choi(Extractor):
 
     name = "choi"
     sample_rate = SAMPLE_RATE
+    min_input_samples = N_FFT  # one STFT window of signal; then tiled or padded to 29 s
     wants_gpu = True
     default_layers = ("all",)
     params_schema = {

@@ -83,6 +83,7 @@ class CLMR(Extractor):
 
     name = "clmr"
     sample_rate = SAMPLE_RATE
+    min_input_samples = 1  # any clip: a shorter one is zero-padded to one frame (see above)
     wants_gpu = True
     default_layers = ("encoder",)
     params_schema = {

@@ -131,6 +131,7 @@ class Jukebox(Extractor):
 
     name = "jukebox"
     sample_rate = SAMPLE_RATE
+    min_input_samples = 128  # one top-level token of Jukebox-5B's VQ-VAE (hop 128)
     wants_gpu = True
     default_layers = ("36",)
     params_schema = {

@@ -287,6 +287,7 @@ class _WindowedTransformersExtractor(Extractor):
 
     sample_rate = SAMPLE_RATE
     wants_gpu = True
+    min_input_samples = 640  # one EnCodec frame (hop 640 at 32 kHz)
 
     def __init__(self, *, params=None):
         super().__init__(params=params)

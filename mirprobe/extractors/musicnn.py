@@ -62,6 +62,7 @@ class MusiCNN(Extractor):
 
     name = "musicnn"
     sample_rate = SAMPLE_RATE
+    min_input_samples = 512  # one STFT window (n_fft); then repeat-padded to a patch
     wants_gpu = False
     default_layers = ("mean_max",)
     params_schema = {
