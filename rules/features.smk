@@ -1,6 +1,6 @@
 rule extract:
     input:
-        audio=lambda wc: audio_shard_dir(wc.dataset, wc.representation, wc.shard),
+        audio=extract_audio,
     output:
         "results/features/{dataset}/{representation}/shard-{shard}.npz",
     log:
@@ -19,5 +19,6 @@ rule extract:
         layers=lambda wc: layers_of(wc.representation),
         device=config["device"],
         dataset_kind=lambda wc: config["datasets"][wc.dataset]["kind"],
+        shard=lambda wc: int(wc.shard),
     script:
         "../scripts/extract.py"

@@ -16,4 +16,5 @@ extract(
     layers=snakemake.params.layers,  # noqa: F821
     device=snakemake.params.device,  # noqa: F821
     dataset_kind=snakemake.params.dataset_kind,  # noqa: F821
+    shard=snakemake.params.shard,  # noqa: F821
 )

@@ -213,3 +213,129 @@ def test_default_weights_are_the_pinned_file(choi):
         mel = f["melgram"]["Variable_2:0"][()]
     np.testing.assert_array_equal(choi.model.convs[1].weight.detach().numpy(), kernel)
     np.testing.assert_array_equal(choi.model.freq2mel.numpy(), mel)
+
+
+def _dataset(tmp_path, n, *, corrupt=None):
+    """``n`` short noise clips at 12 kHz with their metadata table."""
+    import pandas as pd
+    import soundfile as sf
+
+    from mirprobe.datasets.base import write_metadata
+
+    (tmp_path / "audio").mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        path = tmp_path / "audio" / f"c{i}.wav"
+        sf.write(path, (0.1 * (1 + i) * rng.standard_normal(12000 * 2)).astype(np.float32), 12000)
+        if i == corrupt:
+            path.write_bytes(b"garbage" * 100)
+        rows.append(
+            {
+                "clip_id": f"c{i}",
+                "audio_path": f"audio/c{i}.wav",
+                "offset": 0.0,
+                "duration": 2.0,
+                "split": "train",
+                "label": "x",
+                "song_id": f"c{i}",
+            }
+        )
+    write_metadata(pd.DataFrame(rows), tmp_path / "metadata.csv")
+    return tmp_path / "metadata.csv"
+
+
+def _extract_all(metadata, out, *, shard_size, params, n_batches):
+    """Resample into shards of ``shard_size``, then run the extract stage per batch."""
+    from mirprobe.audio import resample_shard, shard_slices
+    from mirprobe.stages import extract
+
+    n_clips = sum(1 for _ in open(metadata)) - 1
+    shard_dirs = [
+        out / "audio" / f"shard-{k:03d}" for k in range(len(shard_slices(n_clips, shard_size)))
+    ]
+    for k, shard_dir in enumerate(shard_dirs):
+        resample_shard(
+            metadata, shard_dir, shard=k, shard_size=shard_size, sr=12000, on_bad_audio="exclude"
+        )
+    features, profiles = {}, []
+    for b in range(n_batches):
+        path = out / "features" / f"shard-{b:03d}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        profiles.append(
+            extract(
+                shard_dir=[str(d) for d in shard_dirs],
+                out_path=path,
+                representation_config={"extractor": "choi", "params": params, "batch_size": 8},
+                layers=["all", "layer2"],
+                device="cpu",
+                shard=b,
+            )
+        )
+        with np.load(path) as shard:
+            features.update(zip(shard["clip_ids"].tolist(), shard["layer:all"], strict=True))
+    return features, profiles
+
+
+def test_batches_span_the_dataset_whatever_the_shard_size(tmp_path):
+    params = {"random_weights": True, "batch_clips": 3}
+    metadata = _dataset(tmp_path, 8, corrupt=5)
+    small, profiles = _extract_all(
+        metadata, tmp_path / "a", shard_size=2, params=params, n_batches=3
+    )
+    large, _ = _extract_all(metadata, tmp_path / "b", shard_size=5, params=params, n_batches=3)
+    assert sorted(small) == sorted(large) == sorted(f"c{i}" for i in range(8) if i != 5)
+    for clip_id in small:
+        np.testing.assert_array_equal(small[clip_id], large[clip_id])
+    # the profile records the rule and the batch; the excluded clip stays listed there
+    choi = Choi(params=params)
+    expected = choi.dataset_batches([f"c{i}" for i in range(8)])
+    assert [p["batch"]["clip_ids"] for p in profiles] == expected
+    assert [p["batch"]["index"] for p in profiles] == [0, 1, 2]
+    assert all(p["batch"]["n_batches"] == 3 and p["batch"]["seed"] == 0 for p in profiles)
+    assert [c for p in profiles for c in p["batch"]["excluded"]] == ["c5"]
+    assert "Python 2" in profiles[0]["batch"]["rule"]
+    # each batch is one forward pass of its clips, as embed() computes it
+    from mirprobe.audio import load_audio
+
+    first = [c for c in expected[0] if c != "c5"]
+    audio = [
+        load_audio(tmp_path / "a" / "audio" / _shard_of(tmp_path / "a", c) / f"{c}.wav", sr=12000)
+        for c in first
+    ]
+    direct = choi.load().embed(audio)["all"]
+    np.testing.assert_array_equal(np.stack([small[c] for c in first]), direct)
+    from mirprobe.errors import DataError
+
+    with pytest.raises(DataError, match="batch 3 asked for.*3 batches"):
+        _extract_all(metadata, tmp_path / "c", shard_size=4, params=params, n_batches=4)
+
+
+def _shard_of(out, clip_id):
+    return next(p.parent.name for p in (out / "audio").glob(f"*/{clip_id}.wav"))
+
+
+def test_the_workflow_plans_one_extract_job_per_batch_reading_every_audio_shard(tmp_path):
+    import re
+
+    from conftest import SMALL, snakemake, write_config
+
+    choi = {"extractor": "choi", "params": {"random_weights": True, "batch_clips": 25}}
+    write_config(tmp_path, representations={**SMALL["representations"], "choi": choi})
+    result = snakemake(
+        tmp_path, "-n", "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"
+    )
+    jobs = re.findall(
+        r"rule extract:\s+input: (.*?)\n.*?wildcards: dataset=synth_key, representation=(\S+), "
+        r"shard=(\d+)",
+        result.stdout + result.stderr,
+        flags=re.S,
+    )
+    planned = {}
+    for inputs, representation, shard in jobs:
+        planned.setdefault(representation, {})[shard] = sorted(inputs.split(", "))
+    # 96 clips: 3 audio shards of 40, 4 batches of 25
+    audio = [f"results/audio/synth_key/sr{sr}/shard-{k:03d}" for sr in (12000,) for k in range(3)]
+    assert planned["choi"] == {f"{b:03d}": audio for b in range(4)}
+    assert sorted(planned["mfcc"]) == ["000", "001", "002"]
+    assert all(len(inputs) == 1 for inputs in planned["mfcc"].values())

@@ -56,6 +56,7 @@ the seeded random-initialisation baseline (with kapre's kernels and
 librosa's Slaney mel matrix).
 """
 
+import contextlib
 import random
 
 import numpy as np
@@ -205,6 +206,20 @@ def build_choi_convnet():
         return mean.float(), (m2 / count).float()
 
     return ChoiConvnet()
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """Full float32 on CUDA: cuDNN's default TF32 convolutions round their inputs to
+    10-bit mantissas, Keras/Theano ran the DFT and the convnet in float32."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def keras_hdf5_state_dict(path, *, name="choi"):
@@ -397,7 +412,7 @@ class Choi(Extractor):
         if self.model is None:
             self.load(device=self.device)
         audio = torch.from_numpy(np.stack([self.window(y) for y in batch])).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), _no_tf32():
             maps = self.model(
                 audio,
                 backend=self.params["kapre_backend"],
