@@ -239,6 +239,121 @@ def feature_shard_exclusions(paths):
     return excluded
 
 
+def extract_dataset_batch(
+    shard_dirs,
+    out_path,
+    *,
+    batch_index,
+    extractor,
+    layers,
+    device="cpu",
+    dataset=None,
+    on_bad_audio="error",
+):
+    """Embed batch ``batch_index`` of a dataset as one forward pass, for extractors
+    whose features depend on their batch-mates; write it as a feature shard.
+
+    The batches are ``extractor.dataset_batches`` of every clip listed in the
+    manifests of ``shard_dirs`` (all the dataset's audio shards), so they do not
+    depend on the shard size; clips the resampling excluded are left out of
+    their batch. The profile's ``batch`` records the rule and the batch's clips.
+    """
+    from .audio import load_audio, read_manifest
+
+    shard_of, status = {}, {}
+    for shard_dir in map(Path, shard_dirs):
+        for row in read_manifest(shard_dir).itertuples(index=False):
+            shard_of[row.clip_id], status[row.clip_id] = shard_dir, row.status
+    batches = extractor.dataset_batches(sorted(shard_of), dataset=dataset)
+    if not 0 <= batch_index < len(batches):
+        raise DataError(
+            f"{extractor.name}: batch {batch_index} asked for, but the {len(shard_of)} clips "
+            f"of {len(list(shard_dirs))} audio shards make {len(batches)} batches"
+        )
+    members = batches[batch_index]
+    clip_ids = [c for c in members if status[c] == "ok"]
+    layers = extractor.check_layers(layers)
+    # the checks of extract_shard: too short before the model loads, non-finite after
+    what = f"batch {batch_index} for {extractor.name}"
+    excluded = []
+    for shard_dir in sorted({shard_of[c] for c in clip_ids}):
+        manifest = read_manifest(shard_dir)
+        rows = manifest[manifest["clip_id"].isin(clip_ids)]
+        excluded += _settle(
+            too_short(shard_dir, rows, extractor=extractor), on_bad_audio=on_bad_audio, what=what
+        )
+    skipped = {e["clip_id"] for e in excluded}
+    clip_ids = [c for c in clip_ids if c not in skipped]
+    started_at, started = time.time(), time.perf_counter()
+    extractor.load(device=device)
+    load_s = time.perf_counter() - started
+    embed_started = time.perf_counter()
+    audio = [load_audio(shard_of[c] / f"{c}.wav", sr=extractor.sample_rate) for c in clip_ids]
+    embedded = extractor.embed(audio, layers=layers) if clip_ids else {}
+    arrays = {}
+    for layer in layers:
+        array = np.asarray(embedded.get(layer, np.zeros((0, 0))), dtype=np.float32)
+        if clip_ids and (array.ndim != 2 or array.shape[0] != len(clip_ids)):
+            raise DataError(
+                f"extractor {extractor.name!r} layer {layer}: got shape {array.shape} "
+                f"for a batch of {len(clip_ids)} clips"
+            )
+        arrays[f"layer:{layer}"] = array
+    if clip_ids:
+        reasons = non_finite({k.split(":", 1)[1]: v for k, v in arrays.items()}, layers=layers)
+        source_of = {
+            row.clip_id: row.source
+            for shard_dir in {shard_of[c] for c in clip_ids}
+            for row in read_manifest(shard_dir).itertuples(index=False)
+        }
+        unusable = [
+            (c, source_of.get(c, ""), r) for c, r in zip(clip_ids, reasons, strict=True) if r
+        ]
+        excluded += _settle(unusable, on_bad_audio=on_bad_audio, what=what)
+        keep = np.array([not r for r in reasons], dtype=bool)
+        arrays = {k: v[keep] for k, v in arrays.items()}
+        clip_ids = [c for c, k in zip(clip_ids, keep, strict=True) if k]
+    embed_s = time.perf_counter() - embed_started
+
+    from .provenance import environment_record
+
+    profile = {
+        "device": str(device),
+        "extractor": extractor.name,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "started_at": round(started_at, 3),
+        "finished_at": round(time.time(), 3),
+        "n_clips": len(clip_ids),
+        "n_excluded": len(members) - len(clip_ids),
+        "n_excluded_at_extraction": len(excluded),
+        "load_s": round(load_s, 3),
+        "embed_s": round(embed_s, 3),
+        "clips_per_s": round(len(clip_ids) / embed_s, 3) if embed_s > 0 else None,
+        "batch": {
+            **extractor.batch_record(),
+            "index": batch_index,
+            "n_batches": len(batches),
+            "clip_ids": members,
+            "excluded": [c for c in members if status[c] != "ok"],
+        },
+        **{k: round(v, 1) for k, v in peak_memory_mb(device).items()},
+    }
+    if extractor.source_record() is not None:
+        profile["source"] = extractor.source_record()
+    profile["environment"] = environment_record(device=device)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                clip_ids=np.array(clip_ids, dtype=str),
+                profile=np.array(json.dumps(profile, sort_keys=True)),
+                excluded=np.array(json.dumps(excluded, sort_keys=True)),
+                **arrays,
+            )
+    print(json.dumps({k: v for k, v in profile.items() if k != "batch"}), file=sys.stderr)
+    return profile
+
+
 def load_feature_shards(paths, *, layer):
     """Concatenate ``layer`` over feature shards: ``(clip_ids, X, profiles)``."""
     clip_ids, blocks, profiles = [], [], []

@@ -64,6 +64,28 @@ def audio_shard_dir(dataset, representation, shard):
     return f"results/audio/{dataset}/sr{sr}/shard-{shard}"
 
 
+def extract_audio(wildcards):
+    """An extract job's audio: its shard, or every shard for batches spanning the dataset."""
+    if batch_size_of(wildcards.representation) is None:
+        return audio_shard_dir(
+            wildcards.dataset, wildcards.representation, wildcards.shard
+        )
+    return audio_shard_dirs(wildcards)
+
+
+def batch_size_of(representation):
+    params = config["representations"][representation]["params"]
+    return EXTRACTORS[representation].dataset_batch_size(params)
+
+
+def feature_shard_ids(dataset, representation):
+    """One feature shard per audio shard, or per batch where batches span the dataset."""
+    size = batch_size_of(representation)
+    if size is None:
+        return shards_of(dataset)
+    return [f"{k:03d}" for k in range(-(-DATASETS[dataset].num_clips() // size))]
+
+
 def audio_shard_dirs(wildcards):
     return [
         audio_shard_dir(wildcards.dataset, wildcards.representation, shard)
@@ -80,7 +102,7 @@ def feature_shards_of(dataset, representation):
         "results/features/{dataset}/{representation}/shard-{shard}.npz",
         dataset=dataset,
         representation=representation,
-        shard=shards_of(dataset),
+        shard=feature_shard_ids(dataset, representation),
     )
 
 
@@ -153,6 +175,6 @@ def final_outputs():
         f"results/features/{dataset}/{rep}/shard-{shard}.npz"
         for dataset in DATASETS
         for rep in config["representations"]
-        for shard in shards_of(dataset)
+        for shard in feature_shard_ids(dataset, rep)
     ]
     return table_outputs() + provenance + features + comparison_outputs()

@@ -1,6 +1,6 @@
 rule extract:
     input:
-        audio=lambda wc: audio_shard_dir(wc.dataset, wc.representation, wc.shard),
+        audio=extract_audio,
     output:
         "results/features/{dataset}/{representation}/shard-{shard}.npz",
     log:
@@ -20,5 +20,6 @@ rule extract:
         device=config["device"],
         dataset_kind=lambda wc: config["datasets"][wc.dataset]["kind"],
         on_bad_audio=config["audio"]["on_bad_audio"],
+        shard=lambda wc: int(wc.shard),
     script:
         "../scripts/extract.py"

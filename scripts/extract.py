@@ -17,4 +17,5 @@ extract(
     device=snakemake.params.device,  # noqa: F821
     dataset_kind=snakemake.params.dataset_kind,  # noqa: F821
     on_bad_audio=snakemake.params.on_bad_audio,  # noqa: F821
+    shard=snakemake.params.shard,  # noqa: F821
 )

@@ -149,8 +149,17 @@ def test_paper_config_plans_every_representation_on_every_dataset(tmp_path):
     for (_, representation), gpus in planned.items():
         extractor = get_extractor_class(config["representations"][representation]["extractor"])
         assert gpus == {int(extractor.wants_gpu)}, representation
-    n_shards = {d: len({s for d2, _, s, _ in jobs if d2 == d}) for d in config["datasets"]}
-    assert len(jobs) == sum(n_shards.values()) * len(config["representations"])
+    # one job per audio shard, or per batch where an extractor's batches span the dataset
+    from collections import Counter
+
+    from mirprobe.datasets import build_dataset
+
+    counts = Counter((d, r) for d, r, _, _ in jobs)
+    for d, entry in config["datasets"].items():
+        n_clips = build_dataset(d, entry, data_home=config["data_home"]).num_clips()
+        for r, rep in config["representations"].items():
+            size = get_extractor_class(rep["extractor"]).dataset_batch_size(rep["params"])
+            assert counts[(d, r)] == -(-n_clips // (size or entry["shard_size"])), (d, r)
 
 
 def test_lint_and_formatting_are_clean():

@@ -36,6 +36,7 @@ CONDA_NAME = {
     "safetensors": "safetensors",
     "jukebox_infer": "jukebox-infer",
     "tensorflow": "tensorflow",
+    "h5py": "h5py",
     "musicnn": "musicnn",
 }
 #: packages that arrive with another listed one

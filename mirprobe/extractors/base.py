@@ -19,6 +19,13 @@ One small class per representation (HEAR's ``load_model`` /
     a list of mono float32 arrays -> ``{layer: (batch, dim) float32 array}``,
     pooled over time as the representation's paper does.
 
+An extractor whose features depend on the other clips of a forward pass
+(batch statistics) returns a batch size from ``dataset_batch_size(params)``
+and implements ``dataset_batches(clip_ids, dataset=...)`` and ``batch_record()``
+(the rule, for the feature profile): the workflow then
+embeds the dataset in those batches, one feature shard per batch, whatever
+the audio shards.
+
 An extractor that reads stored features instead of audio sets
 ``reads_audio = False`` and implements ``embed_clips(clip_ids, layers=...,
 dataset=<dataset class>)``; ``check_dataset`` rejects, at config time, a
@@ -67,6 +74,12 @@ class Extractor:
     @classmethod
     def check_dataset(cls, dataset_cls, *, representation, dataset):
         """ConfigError if this extractor cannot embed the clips of ``dataset_cls``."""
+
+    @classmethod
+    def dataset_batch_size(cls, params):
+        """Clips per forward pass when a clip's features depend on its batch-mates
+        (the feature shards are then :meth:`dataset_batches`); None: they do not."""
+        return None
 
     def source_record(self):
         """What the features were read from, when not only the model (None: nothing more)."""
