@@ -84,23 +84,35 @@ def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, exp
     return record
 
 
-def extract(*, shard_dir, out_path, representation_config, layers, device, dataset_kind=None):
-    """Embed one resampled shard (of a dataset of ``dataset_kind``) with one representation."""
+def extract(
+    *,
+    shard_dir,
+    out_path,
+    representation_config,
+    layers,
+    device,
+    dataset_kind=None,
+    weights_dir=(),
+):
+    """Embed one resampled shard (of a dataset of ``dataset_kind``) with one representation;
+    checkpoints are also looked for in the ``weights_dir`` folders."""
     from .datasets import get_dataset_class
     from .extractors import build_extractor
+    from .extractors.torch_weights import weights_dirs
     from .features import extract_shard, resolve_device
 
     extractor = build_extractor(representation_config)
     device = resolve_device(device) if extractor.wants_gpu else "cpu"
-    return extract_shard(
-        shard_dir,
-        out_path,
-        extractor=extractor,
-        layers=layers,
-        batch_size=representation_config["batch_size"],
-        device=device,
-        dataset=None if dataset_kind is None else get_dataset_class(dataset_kind),
-    )
+    with weights_dirs(weights_dir):
+        return extract_shard(
+            shard_dir,
+            out_path,
+            extractor=extractor,
+            layers=layers,
+            batch_size=representation_config["batch_size"],
+            device=device,
+            dataset=None if dataset_kind is None else get_dataset_class(dataset_kind),
+        )
 
 
 def _excluded_clips(shard_dirs):

@@ -16,4 +16,6 @@ extract(
     layers=snakemake.params.layers,  # noqa: F821
     device=snakemake.params.device,  # noqa: F821
     dataset_kind=snakemake.params.dataset_kind,  # noqa: F821
+    # where checkpoints are is a runtime setting: read here, not a param (no rerun trigger)
+    weights_dir=snakemake.config.get("weights_dir", []),  # noqa: F821
 )
