@@ -168,6 +168,8 @@ class SotaTagger(Extractor):
     name = "sota_tagger"
     sample_rate = SAMPLE_RATE
     wants_gpu = True
+    #: those of the default model (fcn); default_layers_for gives each model's
+    default_layers = (DEFAULT_LAYER["fcn"],)
     params_schema = {
         "type": "object",
         "additionalProperties": False,
