@@ -110,37 +110,42 @@ def extract(
     dataset_kind=None,
     on_bad_audio="error",
     shard=None,
+    weights_dir=(),
 ):
     """Embed one resampled shard (of a dataset of ``dataset_kind``) with one representation;
     for an extractor whose batches span the dataset, ``shard_dir`` lists every audio
-    shard and ``shard`` is the index of the batch to embed."""
+    shard and ``shard`` is the index of the batch to embed. Checkpoints are also looked
+    for in the ``weights_dir`` folders."""
     from .datasets import get_dataset_class
     from .extractors import build_extractor
+    from .extractors.torch_weights import weights_dirs
     from .features import extract_dataset_batch, extract_shard, resolve_device
 
     extractor = build_extractor(representation_config)
     device = resolve_device(device) if extractor.wants_gpu else "cpu"
-    if extractor.dataset_batch_size(extractor.params) is not None:
-        return extract_dataset_batch(
-            [shard_dir] if isinstance(shard_dir, (str, Path)) else list(shard_dir),
+    dataset = None if dataset_kind is None else get_dataset_class(dataset_kind)
+    with weights_dirs(weights_dir):
+        if extractor.dataset_batch_size(extractor.params) is not None:
+            return extract_dataset_batch(
+                [shard_dir] if isinstance(shard_dir, (str, Path)) else list(shard_dir),
+                out_path,
+                batch_index=shard,
+                extractor=extractor,
+                layers=layers,
+                device=device,
+                dataset=dataset,
+                on_bad_audio=on_bad_audio,
+            )
+        return extract_shard(
+            shard_dir,
             out_path,
-            batch_index=shard,
             extractor=extractor,
             layers=layers,
+            batch_size=representation_config["batch_size"],
             device=device,
-            dataset=None if dataset_kind is None else get_dataset_class(dataset_kind),
+            dataset=dataset,
             on_bad_audio=on_bad_audio,
         )
-    return extract_shard(
-        shard_dir,
-        out_path,
-        extractor=extractor,
-        layers=layers,
-        batch_size=representation_config["batch_size"],
-        device=device,
-        dataset=None if dataset_kind is None else get_dataset_class(dataset_kind),
-        on_bad_audio=on_bad_audio,
-    )
 
 
 def _excluded_clips(shard_dirs, feature_paths=()):

@@ -18,4 +18,6 @@ extract(
     dataset_kind=snakemake.params.dataset_kind,  # noqa: F821
     on_bad_audio=snakemake.params.on_bad_audio,  # noqa: F821
     shard=snakemake.params.shard,  # noqa: F821
+    # where checkpoints are is a runtime setting: read here, not a param (no rerun trigger)
+    weights_dir=snakemake.config.get("weights_dir", []),  # noqa: F821
 )

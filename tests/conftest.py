@@ -24,6 +24,15 @@ def fixture_path(*parts):
     return path
 
 
+def fixture_weights_dir(monkeypatch):
+    """Point ``MIRPROBE_WEIGHTS_DIR`` at the shared fixture weights (skip when absent)."""
+    from mirprobe.extractors.torch_weights import WEIGHTS_DIR_ENV
+
+    path = fixture_path("weights")
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(path))
+    return path
+
+
 def gtzan_lists(root=None):
     """The real fault-filtered GTZAN split lists (coreyker/dnn-mgr), read in place."""
     root = root or fixture_path("annotations", "gtzan", "dnn-mgr", "gtzan")

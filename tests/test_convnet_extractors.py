@@ -178,7 +178,7 @@ def test_url_weights_are_fetched_into_the_cache_and_verified(tmp_path, choi, mon
     loaded = Choi(params=params).load()
     assert calls[0].urls == ("https://example.org/models/choi.pt",)
     assert calls[0].checksum == digest
-    assert (tmp_path / "cache" / f"{digest[:12]}-choi.pt").is_file()
+    assert (tmp_path / "cache" / "sha256" / digest).is_file()  # content-addressed
     batch = clips(12000, 3.0)
     np.testing.assert_array_equal(loaded.embed(batch)["all"], choi.embed(batch)["all"])
     assert torch_weights.DEFAULT_CACHE.startswith("~")

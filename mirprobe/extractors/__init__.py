@@ -19,6 +19,7 @@ EXTRACTOR_CLASSES = {
     "clmr": "mirprobe.extractors.clmr:CLMR",
     "choi": "mirprobe.extractors.choi:Choi",
     "jukemir_precomputed": "mirprobe.extractors.jukemir_precomputed:JukemirPrecomputed",
+    "sota_tagger": "mirprobe.extractors.sota_tagging:SotaTagger",
 }
 
 
