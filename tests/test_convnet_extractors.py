@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mirprobe.errors import ConfigError, ModelError  # noqa: E402
+from mirprobe.errors import ConfigError, DataError, ModelError  # noqa: E402
 from mirprobe.extractors import build_extractor  # noqa: E402
 from mirprobe.extractors.choi import Choi  # noqa: E402
 from mirprobe.extractors.clmr import CLMR, FRAME  # noqa: E402
@@ -149,8 +149,9 @@ def test_weight_errors_name_the_file(tmp_path, cls):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="garbage.pt"):
         cls(params={"weights": str(garbage), "sha256": sha256(garbage)}).load()
-    with pytest.raises(ConfigError, match="sha256"):
-        cls(params={})
+    if cls is Choi:
+        with pytest.raises(ConfigError, match="sha256"):
+            cls(params={})
 
 
 def test_url_weights_are_fetched_into_the_cache_and_verified(tmp_path, choi, monkeypatch):
@@ -182,3 +183,109 @@ def test_url_weights_are_fetched_into_the_cache_and_verified(tmp_path, choi, mon
     batch = clips(12000, 3.0)
     np.testing.assert_array_equal(loaded.embed(batch)["all"], choi.embed(batch)["all"])
     assert torch_weights.DEFAULT_CACHE.startswith("~")
+
+
+def test_clmr_frame_rules_complete_and_jukemirs(clmr):
+    y = clips(22050, 6.0, n=1)[0]
+    jukemir = CLMR(params={**RANDOM, "frame_rule": "jukemir"}).load(device="cpu")
+
+    def jukemirs_frames(audio):  # representations/clmr/main.py, verbatim
+        return torch.cat(torch.split(torch.from_numpy(audio)[None], FRAME, dim=1)[:-1], dim=0)
+
+    for n in (2 * FRAME, 2 * FRAME + 100, FRAME + 1):
+        np.testing.assert_array_equal(jukemir.frames(y[:n]), jukemirs_frames(y[:n]).numpy())
+    assert len(jukemir.frames(y[: 2 * FRAME])) == 1  # a complete last frame is dropped too
+    assert len(clmr.frames(y[: 2 * FRAME])) == 2  # ours keeps it
+    assert len(clmr.frames(y[: 2 * FRAME + 100])) == 2
+    np.testing.assert_allclose(
+        jukemir.embed([y[: 2 * FRAME]])["encoder"],
+        clmr.embed([y[:FRAME]], layers=["encoder"])["encoder"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    for n in (FRAME, 1000):
+        with pytest.raises(DataError, match=f"clip of {n} samples is one frame"):
+            jukemir.embed([y[:n]])
+
+
+def _clmr_zip(tmp_path, clmr):
+    """CALM's checkpoint layout: a Lightning checkpoint inside the release's zip."""
+    import zipfile
+
+    from mirprobe.extractors.clmr import DEFAULT_ZIP_MEMBER
+
+    encoder = {f"model.encoder.sequential.{k}": v for k, v in clmr.model.state_dict().items()}
+    checkpoint = tmp_path / "clmr_epoch=10000.ckpt"
+    torch.save({"pytorch-lightning_version": "1.3.8", "state_dict": encoder}, checkpoint)
+    archive = tmp_path / "clmr_magnatagatune_mlp.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(checkpoint, DEFAULT_ZIP_MEMBER)
+    return archive
+
+
+def test_clmr_defaults_to_calms_zip_and_member(tmp_path, clmr):
+    from mirprobe.extractors.clmr import DEFAULT_WEIGHTS, DEFAULT_ZIP_MEMBER
+
+    params = CLMR().params
+    assert (
+        params["weights"]
+        == DEFAULT_WEIGHTS
+        == ("https://github.com/Spijkervet/CLMR/releases/download/2.1/clmr_magnatagatune_mlp.zip")
+    )
+    assert (
+        params["zip_member"]
+        == DEFAULT_ZIP_MEMBER
+        == ("clmr_magnatagatune_mlp/clmr_epoch=10000.ckpt")
+    )
+    assert params["sha256"] is None and params["frame_rule"] == "complete"
+    archive = _clmr_zip(tmp_path, clmr)
+    loaded = CLMR(params={"weights": str(archive), "sha256": sha256(archive)}).load()
+    batch = clips(22050, 3.0)
+    np.testing.assert_array_equal(
+        loaded.embed(batch)["encoder"], clmr.embed(batch, layers=["encoder"])["encoder"]
+    )
+    with pytest.raises(ModelError, match="no member 'other.ckpt'"):
+        CLMR(
+            params={"weights": str(archive), "sha256": sha256(archive), "zip_member": "other.ckpt"}
+        ).load()
+
+
+def test_clmr_without_sha256_downloads_once_and_gives_the_digest(tmp_path, clmr):
+    import http.server
+    import threading
+
+    body = _clmr_zip(tmp_path, clmr).read_bytes()
+    served = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/clmr_magnatagatune_mlp.zip"
+        params = {"weights": url, "cache_dir": str(tmp_path / "cache")}
+        digest = hashlib.sha256(body).hexdigest()
+        for _ in range(2):
+            with pytest.raises(ModelError, match=f"sha256 {digest}.*params: sha256"):
+                CLMR(params=params).load()
+        assert served == ["/clmr_magnatagatune_mlp.zip"]  # downloaded once
+        loaded = CLMR(params={**params, "sha256": digest}).load()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    batch = clips(22050, 3.0)
+    np.testing.assert_array_equal(
+        loaded.embed(batch)["encoder"], clmr.embed(batch, layers=["encoder"])["encoder"]
+    )

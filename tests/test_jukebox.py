@@ -237,3 +237,80 @@ def test_unknown_layer_is_a_config_error(tiny):
 
     with pytest.raises(ConfigError, match="no layers"):
         tiny.embed([clip(0.2)], layers=["5"])
+
+
+def test_defaults_are_the_published_digests_and_urls():
+    from mirprobe.extractors.jukebox import PRIOR_SHA256, VQVAE_SHA256
+
+    params = Jukebox().params
+    # the digests Sheet Sage publishes (sheetsage/assets/jukebox.json)
+    assert (
+        params["vqvae_sha256"]
+        == VQVAE_SHA256
+        == ("69745413a48e887f8a3fe91b972a6f7f434021a1ce911a99187b331eb48c059a")
+    )
+    assert (
+        params["prior_sha256"]
+        == PRIOR_SHA256
+        == ("89a1dd14f5b2f9b16b3e73b53fa2138cc89fd96bb13249b4267fea471de92672")
+    )
+    hosts = [
+        "https://openaipublic.blob.core.windows.net/jukebox/models/5b/",
+        "https://storage.googleapis.com/jukebox-weights/",
+        "https://openaipublic.azureedge.net/jukebox/models/5b/",
+    ]
+    assert params["vqvae_urls"] == [host + "vqvae.pth.tar" for host in hosts]
+    assert params["prior_urls"] == [host + "prior_level_2.pth.tar" for host in hosts]
+
+
+def test_a_prior_of_the_wrong_size_fails_before_hashing(tmp_path, monkeypatch):
+    import mirprobe.download
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("a file of the wrong size was hashed")
+
+    monkeypatch.setattr(mirprobe.download, "file_checksum", no_hashing)
+    (tmp_path / "prior_level_2.pth.tar").write_bytes(b"\0" * 1000)
+    params = {
+        "weights_dir": str(tmp_path),
+        "vqvae_urls": [],
+        "prior_urls": [],
+        "vqvae_sha256": None,
+    }
+    with pytest.raises(
+        ModelError,
+        match=r"has 1,000 bytes, but the published file has "
+        r"10,288,727,721",
+    ) as error:
+        Jukebox(params=params).load(layers=["1"])
+    assert str(tmp_path / "prior_level_2.pth.tar") in str(error.value)
+
+
+def test_sheet_sage_reference_pair():
+    """CALM's recipe against Sheet Sage's reference (float32), where the 5B checkpoints are.
+
+    Enable with MIRPROBE_JUKEBOX_WEIGHTS=<folder holding vqvae.pth.tar and
+    prior_level_2.pth.tar> (and MIRPROBE_JUKEBOX_DEVICE=cuda on a GPU machine).
+    """
+    import os
+    from pathlib import Path
+
+    from conftest import fixture_path
+    from mirprobe.extractors.jukebox import REFERENCE_TOLERANCE, reference_error
+
+    weights = Path(os.environ.get("MIRPROBE_JUKEBOX_WEIGHTS", "~/.cache/mirprobe/jukebox"))
+    weights = weights.expanduser()
+    if not all((weights / name).is_file() for name in ("vqvae.pth.tar", "prior_level_2.pth.tar")):
+        pytest.skip(
+            f"no Jukebox-5B checkpoints in {weights}: set MIRPROBE_JUKEBOX_WEIGHTS to a folder "
+            "holding vqvae.pth.tar and prior_level_2.pth.tar to run the reference check"
+        )
+    pair = fixture_path("weights", "jukebox_reference")
+    error, resampler = reference_error(
+        pair / "legacy.wav",
+        pair / "legacy_ref.npy",
+        weights_dir=weights,
+        device=os.environ.get("MIRPROBE_JUKEBOX_DEVICE", "cpu"),
+        dtype="float32",
+    )
+    assert error < REFERENCE_TOLERANCE, f"summed absolute error {error} (resampler {resampler})"

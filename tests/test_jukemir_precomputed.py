@@ -2,6 +2,7 @@
 a tarball the test writes, in jukemir's layout), verified, unpacked and probed
 through the real workflow on a local GTZAN."""
 
+import copy
 import hashlib
 import io
 import json
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import fixture_path, gtzan_lists, run
+from conftest import REPO, fixture_path, gtzan_lists, run
 from mirprobe.config import validate_config
 from mirprobe.datasets import get_dataset_class, gtzan
 from mirprobe.errors import ConfigError, DataError
@@ -28,7 +29,7 @@ def test_registry_is_jukemirs_precomputed_json():
     for key, entry in assets.items():
         dataset, representation = entry["path_rel"].split("/")[1].removesuffix(".tar.gz").split("-")
         assert key == f"PRECOMPUTED-{dataset}-{representation}".upper()
-        assert entry["url"] == jp.DEFAULT_URLS[0] + jp.tarball_name(dataset, representation)
+        assert entry["url"] == jp.REGISTRY_URLS[0] + jp.tarball_name(dataset, representation)
         want[(dataset, representation)] = entry["checksum"]
     assert jp.SHA256 == want
     assert {d for d, _ in want} == set(jp.DATASETS)
@@ -107,9 +108,9 @@ def test_fetches_verifies_unpacks_and_reads_features_by_uid(served):
     source = extractor.source_record()["sources"]["gtzan_ff"]
     assert source["sha256"] == served["params"]["sha256"]
     assert source["tarball"] == "gtzan_ff-clmr.tar.gz"
-    # unpacked once: a later run reads the cache without any URL
+    # unpacked once: a later run reads the cache, its URLs serving nothing now
     (served["server"] / "gtzan_ff-clmr.tar.gz").unlink()
-    params = served["params"] | {"urls": []}
+    params = served["params"]
     np.testing.assert_array_equal(_embed(params)[1]["features"][0], served["vectors"][CLIPS[0]])
 
 
@@ -172,7 +173,7 @@ def test_a_dataset_jukemir_has_no_features_for_fails_at_config_time():
         "representations": {
             "calm_jukebox": {
                 "extractor": "jukemir_precomputed",
-                "params": {"representation": "jukebox"},
+                "params": {"representation": "jukebox", "local_dir": "/features"},
             }
         },
     }
@@ -277,3 +278,33 @@ def test_calm_features_are_probed_through_the_workflow(local_gtzan, tmp_path):
     assert compared["cosine"]["min"] > 0.99 and compared["linear_cka"] > 0.99
     summary = (workdir / "results" / "compare.md").read_text()
     assert "noisy_clmr/features" in summary and "calm_clmr/features" in summary
+
+
+def test_a_source_is_required_since_jukemirs_host_is_gone():
+    # jukemir's host answers 404 (its issues #13 and #15): no default URL, so a row
+    # without local_dir or a mirror fails at start-up, naming the key
+    config = yaml.safe_load((REPO / "configs" / "calm_features.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"representations\.calm_\w+\.params\.urls: \[\]"):
+        validate_config(copy.deepcopy(config))
+    for entry in config["representations"].values():
+        if entry["extractor"] == "jukemir_precomputed":
+            entry["params"]["local_dir"] = "~/jukemir/representations"
+    validated = validate_config(copy.deepcopy(config))
+    calm = {
+        entry["params"]["representation"]
+        for entry in validated["representations"].values()
+        if entry["extractor"] == "jukemir_precomputed"
+    }
+    assert calm == set(jp.REPRESENTATIONS)
+    assert set(validated["datasets"]) == set(jp.DATASETS)
+    mirror = {"representation": "clmr", "urls": ["https://mirror.example/jukemir/"]}
+    assert build_extractor({"extractor": "jukemir_precomputed", "params": mirror})
+
+
+def test_the_paper_config_has_only_rows_whose_sources_work():
+    text = (REPO / "configs" / "paper.yaml").read_text()
+    config = validate_config(yaml.safe_load(text))
+    extractors = {entry["extractor"] for entry in config["representations"].values()}
+    assert "jukemir_precomputed" not in extractors
+    assert "nlp.stanford.edu" not in text
+    assert not any("calm_" in f"{pair}" for pair in config.get("compare") or [])

@@ -338,8 +338,8 @@ def test_key_probe_chooses_an_ensemble_on_validation():
     first_best = next(s for s in ENSEMBLE_STRATEGIES if by_strategy[s] == best)
     assert probe.ensemble == first_best
     assert probe.record.valid_metrics["primary"] == best
-    # The training curve used mean_prob.
-    assert probe.record.best_score == by_strategy["mean_prob"]
+    # Every evaluation was scored with its best strategy (jukemir's best_strategy).
+    assert probe.record.best_score == best
     assert probe.evaluate(X_valid, y_valid, groups=groups_valid)["primary"] == best
     assert best > 0.5  # chance is about 1/24 exact keys
 
@@ -854,3 +854,67 @@ def test_one_table_holds_all_four_task_types(tmp_path):
     ]
     values = [c.strip() for c in lines[2].strip("|").split("|")][1:]
     assert all(v and 0 <= float(v) <= 100 for v in values), values
+
+
+def _outputs_at_step(step, X_train, y_train, X_valid, y_valid, groups):
+    """The probe's validation outputs after ``step`` training steps: trained with one
+    evaluation at ``step`` (evaluations draw no random numbers, so the trajectory is
+    the same as with any ``eval_every``), and restored there when it beats step 0."""
+    probe = train_probe(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type="key",
+        config=small_config(eval_every=step, max_steps=step, patience=1000),
+        labels=KEYS,
+        valid_groups=groups,
+    )
+    assert probe.record.best_step == step  # so the module holds the state at ``step``
+    return probe.predict_scores(X_valid)
+
+
+@pytest.mark.parametrize("trainer", ["serial", "batched"])
+def test_key_early_stopping_uses_the_best_strategy_of_each_evaluation(trainer):
+    # A case where mean_prob and the best of the four strategies peak at different
+    # evaluations: jukemir stops and restores on the best of the four.
+    X_train, y_train, _ = key_dataset(n_songs=40, clips_per_song=3, noise=2.5, seed=4)
+    X_valid, y_valid, groups = key_dataset(n_songs=20, clips_per_song=3, noise=2.5, seed=104)
+    eval_every, max_steps = 8, 56
+    steps = list(range(eval_every, max_steps + 1, eval_every))
+    by_strategy = np.array(
+        [
+            [
+                compute_metrics(
+                    "key", y_true=y_valid, scores=scores, labels=KEYS, groups=groups, ensemble=s
+                )["primary"]
+                for s in ENSEMBLE_STRATEGIES
+            ]
+            for scores in (
+                _outputs_at_step(step, X_train, y_train, X_valid, y_valid, groups) for step in steps
+            )
+        ]
+    )  # (evaluation, strategy)
+    best_of_four = by_strategy.max(axis=1)
+    mean_prob = by_strategy[:, ENSEMBLE_STRATEGIES.index("mean_prob")]
+    peak = int(np.argmax(best_of_four))
+    assert steps[peak] != steps[int(np.argmax(mean_prob))]  # the case discriminates
+
+    config = small_config(eval_every=eval_every, max_steps=max_steps, patience=1000)
+    result = fit_grid(
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        task_type="key",
+        labels=KEYS,
+        configs=[config],
+        valid_groups=groups,
+        trainer=trainer,
+    )
+    record = result.best.record
+    assert [step for step, _ in record.curve[1:]] == steps
+    np.testing.assert_allclose([score for _, score in record.curve[1:]], best_of_four)
+    assert record.best_step == steps[peak]
+    assert record.best_score == record.valid_metrics["primary"] == best_of_four[peak]
+    assert result.best.ensemble == ENSEMBLE_STRATEGIES[int(np.argmax(by_strategy[peak]))]

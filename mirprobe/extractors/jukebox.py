@@ -44,15 +44,17 @@ A clip under 128 samples has no token and always raises.
 ``prior_level_2.pth.tar``, OpenAI's original checkpoints, fetched into
 ``weights_dir`` with :func:`mirprobe.download.fetch` from ``vqvae_urls`` /
 ``prior_urls`` (tried in order) and verified against ``vqvae_sha256`` /
-``prior_sha256``. OpenAI's CDN (openaipublic.azureedge.net) was retired
-(openai/jukebox issue #312); the default lists the underlying blob-storage
-URL first, then the Google Cloud Storage bucket that jukemirlib's
-``constants.py`` names as its alternative (``storage.googleapis.com/
-jukebox-weights/``), then the CDN; add working mirrors in front. The sha256s of
-the original files are not recorded anywhere we could check, so they have
-no default: a file placed by hand fails with an error giving its actual
-sha256, to be pinned in the config after verifying the file by other means.
-When every URL fails, the ModelError lists each URL tried and its error.
+``prior_sha256``. The defaults are the published digests (Sheet Sage's
+``sheetsage/assets/jukebox.json``, also quoted elsewhere) and every URL
+seen in public code: OpenAI's blob storage (older code), jukemirlib's
+Google Cloud Storage bucket, then OpenAI's CDN (the latest code; the
+azureedge.net CDN was retired, openai/jukebox issue #312, so it is tried
+last); put a working mirror in front. The prior's published size
+(``PRIOR_SIZE``, 10,288,727,721 bytes) is checked before the 10 GB file is
+hashed, so a truncated or foreign file fails at once, naming both sizes.
+Setting a digest to ``null`` makes the error give a placed file's actual
+sha256. When every URL fails, the ModelError lists each URL tried and its
+error.
 
 **Loading** is ``torch.load(weights_only=True)``: OpenAI's checkpoints are
 dicts with ``model`` (the state dict), ``step``, and ``hps`` pickled as a
@@ -71,6 +73,11 @@ encoder's output on a fixed seeded noise signal (as Jukebox's ``init_k``
 does with data), so random codes are not all 0. ``architecture: tiny`` is a
 test-sized model (4 blocks of width 32, 64-token context, 128x VQ-VAE) for
 tests and offline demos.
+
+**Reference check**: :func:`reference_error` reruns Sheet Sage's regression
+pair for CALM's recipe (``legacy.wav``, ``legacy_ref.npy``: audio cut to
+25 s, the first 8,192 top-level tokens, total length 62 s, 36 blocks, mean
+over tokens; accepted at a summed absolute error under 0.01 in float32).
 
 **Precision**: ``dtype: auto`` runs the blocks in float16 on CUDA (the
 conv weights are converted as Jukebox's ``fp16_params`` does, activations
@@ -109,6 +116,13 @@ DEFAULT_VQVAE_URLS = [
     "https://storage.googleapis.com/jukebox-weights/vqvae.pth.tar",
     "https://openaipublic.azureedge.net/jukebox/models/5b/vqvae.pth.tar",
 ]
+#: published sha256 digests of the checkpoints (see the module docstring)
+VQVAE_SHA256 = "69745413a48e887f8a3fe91b972a6f7f434021a1ce911a99187b331eb48c059a"
+PRIOR_SHA256 = "89a1dd14f5b2f9b16b3e73b53fa2138cc89fd96bb13249b4267fea471de92672"
+#: published size of prior_level_2.pth.tar in bytes
+PRIOR_SIZE = 10_288_727_721
+#: Sheet Sage's reference check: summed absolute error accepted in float32
+REFERENCE_TOLERANCE = 0.01
 DEFAULT_PRIOR_URLS = [
     "https://openaipublic.blob.core.windows.net/jukebox/models/5b/prior_level_2.pth.tar",
     "https://storage.googleapis.com/jukebox-weights/prior_level_2.pth.tar",
@@ -167,8 +181,8 @@ class Jukebox(Extractor):
             },
             "vqvae_sha256": {
                 "type": ["string", "null"],
-                "default": None,
-                "description": f"sha256 of {VQVAE_FILE}; required to use the checkpoint.",
+                "default": VQVAE_SHA256,
+                "description": f"sha256 of {VQVAE_FILE} (default: the published digest).",
             },
             "prior_urls": {
                 **_URLS,
@@ -177,8 +191,8 @@ class Jukebox(Extractor):
             },
             "prior_sha256": {
                 "type": ["string", "null"],
-                "default": None,
-                "description": f"sha256 of {PRIOR_FILE}; required to use the checkpoint.",
+                "default": PRIOR_SHA256,
+                "description": f"sha256 of {PRIOR_FILE} (default: the published digest).",
             },
             "allow_pickle": {
                 "type": "boolean",
@@ -313,6 +327,11 @@ class Jukebox(Extractor):
             if not checksum:
                 problems.append(_missing_checksum(key, dest))
                 continue
+            if key == "prior" and checksum.lower() == PRIOR_SHA256:
+                problem = _wrong_size(dest, PRIOR_SIZE)
+                if problem:
+                    problems.append(f"jukebox {key} checkpoint: {problem}")
+                    continue
             remote = Remote(
                 key=filename,
                 path=filename,
@@ -431,6 +450,43 @@ def _missing_checksum(key, dest):
     else:
         text += f"; set {key}_sha256 to the sha256 of OpenAI's {dest.name} (placed at {dest})"
     return text
+
+
+def _wrong_size(path, size):
+    """Why ``path`` (when present) cannot be the published file of ``size`` bytes, or None."""
+    if not path.is_file() or path.stat().st_size == size:
+        return None
+    return (
+        f"{path} has {path.stat().st_size:,} bytes, but the published file has {size:,}: "
+        "a truncated or different file; delete it to download it again"
+    )
+
+
+def reference_error(wav_path, ref_path, *, weights_dir, device="cpu", dtype="float32"):
+    """Sheet Sage's Jukebox regression check: summed absolute error against ``ref_path``.
+
+    ``wav_path`` is decoded as Sheet Sage does (mono, resampled to 44.1 kHz
+    with resampy's ``kaiser_best`` when resampy is installed, else soxr's
+    ``soxr_vhq``), then embedded with CALM's recipe at layer 36 from the
+    checkpoints in ``weights_dir``. Returns ``(error, resampler)``; Sheet Sage
+    accepts an error under ``REFERENCE_TOLERANCE`` in float32.
+    """
+    import importlib.util
+
+    import librosa
+
+    audio, rate = librosa.load(wav_path, sr=None, mono=True)
+    resampler = "kaiser_best" if importlib.util.find_spec("resampy") else "soxr_vhq"
+    if rate != SAMPLE_RATE:
+        audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE, res_type=resampler)
+    model = Jukebox(
+        params={"weights_dir": str(weights_dir), "dtype": dtype, "short_clips": "error"}
+    )
+    features = model.load(device=device, layers=["36"]).embed([audio], layers=["36"])["36"][0]
+    expected = np.load(ref_path)
+    if expected.shape != features.shape:
+        raise DataError(f"{ref_path}: shape {expected.shape}, expected {features.shape}")
+    return float(np.abs(features.astype(np.float64) - expected).sum()), resampler
 
 
 def init_random_codebook(vqvae, *, seed):

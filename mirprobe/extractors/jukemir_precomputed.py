@@ -6,6 +6,10 @@ the paper (``chroma``, ``mfcc``, ``choi``, ``musicnn``, ``clmr``,
 ``giantsteps_clips``, ``emomusic``, ``magnatagatune``), one
 ``<dataset>-<representation>.tar.gz`` each, with sha256 digests in jukemir's
 registry (``jukemir/assets/precomputed.json``, copied in :data:`SHA256`).
+Its host has answered 404 since 2023 (p-lambda/jukemir issues #13, #15), so
+a source must be given: ``local_dir`` (a jukemir ``representations``
+folder) or ``urls`` (a mirror of the tarballs); with neither the
+configuration fails at start-up.
 This extractor reads those features instead of computing any, so that:
 
 * the paper's probing half can be rerun on the paper's exact inputs, including
@@ -93,8 +97,9 @@ SHA256 = {
 }
 REPRESENTATIONS = ("chroma", "mfcc", "choi", "musicnn", "clmr", "jukebox")
 DATASETS = ("gtzan_ff", "giantsteps_clips", "emomusic", "magnatagatune")
-#: the registry's URL prefix (the file name is appended)
-DEFAULT_URLS = ["https://nlp.stanford.edu/data/cdonahue/jukemir/precomputed/"]
+#: the registry's URL prefix (the file name is appended); it has answered 404 since 2023
+#: (p-lambda/jukemir issues #13 and #15), so it is not a default: give local_dir or a mirror
+REGISTRY_URLS = ["https://nlp.stanford.edu/data/cdonahue/jukemir/precomputed/"]
 DEFAULT_CACHE = "~/.cache/mirprobe/jukemir"
 LAYER = "features"
 #: what a uid may be (it becomes a file name)
@@ -180,9 +185,10 @@ class JukemirPrecomputed(Extractor):
             "urls": {
                 "type": "array",
                 "items": {"type": "string"},
-                "default": DEFAULT_URLS,
-                "description": "URL prefixes tried in order; <dataset>-<representation>.tar.gz "
-                "is appended.",
+                "default": [],
+                "description": "URL prefixes of a mirror of jukemir's tarballs, tried in order; "
+                "<dataset>-<representation>.tar.gz is appended. jukemir's own host "
+                "(nlp.stanford.edu/data/cdonahue/jukemir/precomputed/) answers 404 since 2023.",
             },
             "sha256": {
                 "type": ["string", "null"],
@@ -204,6 +210,9 @@ class JukemirPrecomputed(Extractor):
             },
             "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 60},
         },
+        # a source is needed: without a local jukemir representations folder, a mirror
+        "if": {"properties": {"local_dir": {"type": "null"}}},
+        "then": {"properties": {"urls": {"minItems": 1}}},
     }
 
     def __init__(self, *, params=None):

@@ -27,11 +27,13 @@ Early stopping
     ``max_steps`` (when set), or if validation outputs become NaN/inf
     (``stopped_by = "diverged"``); the best snapshot is then restored.
 Key
-    During training the validation score pools clips per song
-    (``valid_groups``) with ``mean_prob``. After training every strategy of
-    ``mirprobe.metrics.ENSEMBLE_STRATEGIES`` is scored on the validation
-    split and the best is kept as ``FittedProbe.ensemble`` (ties: the order
-    vote, max_logit, mean_logit, mean_prob).
+    Clips are pooled per song (``valid_groups``). As in jukemir
+    (``best_strategy``), every evaluation scores each strategy of
+    ``mirprobe.metrics.ENSEMBLE_STRATEGIES`` on the validation split and
+    takes the best (ties: the order vote, max_logit, mean_logit,
+    mean_prob) as that evaluation's score, so early stopping and restoring
+    follow it; the strategy of the restored evaluation is kept as
+    ``FittedProbe.ensemble`` and pools the test songs.
 Model selection
     ``fit_grid`` trains every config and keeps the highest validation
     primary metric (for ``key``: with the chosen ensemble); ties go to the

@@ -46,7 +46,8 @@ Early stopping
 --------------
 Every ``eval_every`` steps all live configs are scored on the validation
 split with vectorised versions of the primary metrics, all configs of a
-pack at once: accuracy; key weighted score with ``mean_prob`` song pooling,
+pack at once: accuracy; key weighted score with the best of the four song
+poolings (as jukemir and the serial reference score a key evaluation),
 through a 24 x 24 table of ``mir_eval.key.weighted_score``; macro ROC-AUC
 from ranks (``mirprobe.metrics.ranked_binary_scores``: Mann-Whitney with
 average ranks for ties, equal to scikit-learn's to float rounding); mean R².
@@ -78,9 +79,11 @@ import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mirprobe.errors import DataError
 from mirprobe.metrics import (
+    ENSEMBLE_STRATEGIES,
     TagExclusionWarning,
     compute_metrics,
     multilabel_metrics_batched,
@@ -88,7 +91,6 @@ from mirprobe.metrics import (
 )
 from mirprobe.probes.model import FittedProbe, ProbeMLP, TrainingRecord
 from mirprobe.probes.training import (
-    TRAINING_ENSEMBLE,
     GridResult,
     _choose_ensemble,
     _deterministic_algorithms,
@@ -648,7 +650,7 @@ class _Task:
             self.y_train_t = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
         self.extra = {}
         if task_type == "key":
-            self.extra = {"groups": data.valid_groups, "ensemble": TRAINING_ENSEMBLE}
+            self.extra = {"groups": data.valid_groups}
         # Validate labels, groups and targets once, as the serial first evaluation would.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TagExclusionWarning)
@@ -721,12 +723,35 @@ class _Task:
         return (scores.argmax(dim=-1) == self.y_valid_t).double().mean(dim=1).numpy()
 
     def _primary_key(self, scores):
-        probs = torch.softmax(scores.double(), dim=-1)
-        pooled = torch.zeros(len(scores), self.n_songs, scores.shape[-1], dtype=torch.float64)
-        pooled.index_add_(1, self.song_of_clip, probs)
-        pooled /= self.song_counts[:, None]
-        predicted = pooled.argmax(dim=-1).numpy()
-        return self.key_table[self.song_true[None, :], predicted].mean(axis=1)
+        # The best of the four song poolings of ``_choose_ensemble``, as the serial
+        # trainer scores an evaluation (the best value, whichever strategy has it).
+        predicted = self.key_song_predictions(scores)
+        return np.max(
+            [self.key_table[self.song_true[None, :], p].mean(axis=1) for p in predicted], axis=0
+        )
+
+    def key_song_predictions(self, scores):
+        """Per ``ENSEMBLE_STRATEGIES`` strategy, the predicted key of every song of every
+        config, (k, n_songs), as ``mirprobe.metrics.ensemble_song_scores`` pools them."""
+        scores = scores.double()
+        k, n_classes = len(scores), scores.shape[-1]
+        index = self.song_of_clip[None, :, None].expand(k, -1, n_classes)
+
+        def mean(values):
+            pooled = torch.zeros(k, self.n_songs, n_classes, dtype=torch.float64)
+            return pooled.index_add_(1, self.song_of_clip, values) / self.song_counts[:, None]
+
+        votes = torch.zeros(k, self.n_songs, n_classes, dtype=torch.float64)
+        votes.index_add_(1, self.song_of_clip, F.one_hot(scores.argmax(dim=-1), n_classes).double())
+        maxima = torch.full((k, self.n_songs, n_classes), -math.inf, dtype=torch.float64)
+        maxima = maxima.scatter_reduce(1, index, scores, reduce="amax")
+        pooled = {
+            "vote": votes,
+            "max_logit": maxima,
+            "mean_logit": mean(scores),
+            "mean_prob": mean(torch.softmax(scores, dim=-1)),
+        }
+        return [pooled[strategy].argmax(dim=-1).numpy() for strategy in ENSEMBLE_STRATEGIES]
 
     def _primary_multilabel(self, scores):
         # Ranks of the raw (float32) outputs: the order and ties are those of

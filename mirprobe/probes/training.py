@@ -55,9 +55,6 @@ from mirprobe.probes.model import (
 
 TRAINERS = ("serial", "batched", "sklearn_cv")
 
-TRAINING_ENSEMBLE = "mean_prob"
-"""Song ensemble used for the ``key`` validation score while training."""
-
 
 @dataclasses.dataclass
 class GridResult:
@@ -103,7 +100,8 @@ def train_probe(
     Returns
     -------
     FittedProbe in its best validation state, with ``record`` filled in and,
-    for ``key``, ``ensemble`` chosen on the validation split.
+    for ``key``, ``ensemble``: the song pooling of the restored evaluation (each
+    evaluation is scored with its best pooling, see ``_choose_ensemble``).
     """
     data = _validate_inputs(
         X_train,
@@ -153,20 +151,13 @@ def train_probe(
             device=torch_device,
         )
 
-    ensemble = None
-    valid_metrics = loop["best_metrics"]
-    if task_type == "key":
-        valid_scores = forward_scaled(module, X_valid_scaled, device=torch_device)
-        ensemble, valid_metrics = _choose_ensemble(
-            valid_scores, data.y_valid, labels=data.labels, groups=data.valid_groups
-        )
     record = TrainingRecord(
         curve=loop["curve"],
         best_step=loop["best_step"],
         best_score=loop["best_score"],
         n_steps=loop["n_steps"],
         wall_s=time.perf_counter() - start,
-        valid_metrics=valid_metrics,
+        valid_metrics=loop["best_metrics"],
         stopped_by=loop["stopped_by"],
     )
     module.eval()
@@ -178,7 +169,7 @@ def train_probe(
         labels=data.labels,
         task_type=task_type,
         record=record,
-        ensemble=ensemble,
+        ensemble=loop["best_ensemble"],
     )
 
 
@@ -374,7 +365,6 @@ def _train_loop(
     else:
         y_train_t = torch.from_numpy(y_train.astype(np.float32)).to(device)
         loss_fn = F.binary_cross_entropy_with_logits if task_type == "multilabel" else F.mse_loss
-    extra = {"groups": valid_groups, "ensemble": TRAINING_ENSEMBLE} if task_type == "key" else {}
 
     rng = random.Random(config.seed)
     generators = dropout_generators(
@@ -383,7 +373,7 @@ def _train_loop(
     n_train = len(X_train)
     batch_rows = min(config.batch_size, n_train)
     step, boredom, curve = 0, 0, []
-    best = {"score": -math.inf, "step": None, "state": None, "metrics": None}
+    best = {"score": -math.inf, "step": None, "state": None, "metrics": None, "ensemble": None}
     stopped_by = None
     module.train()
     while True:
@@ -395,12 +385,19 @@ def _train_loop(
             if not np.isfinite(valid_scores).all():
                 stopped_by = "diverged"
                 break
-            with warnings.catch_warnings():
-                if curve:  # name degenerate tags once, not at every evaluation
-                    warnings.simplefilter("ignore", TagExclusionWarning)
-                metrics = compute_metrics(
-                    task_type, y_true=y_valid, scores=valid_scores, labels=labels, **extra
+            ensemble = None
+            if task_type == "key":
+                # jukemir scores each evaluation with its best song pooling
+                ensemble, metrics = _choose_ensemble(
+                    valid_scores, y_valid, labels=labels, groups=valid_groups
                 )
+            else:
+                with warnings.catch_warnings():
+                    if curve:  # name degenerate tags once, not at every evaluation
+                        warnings.simplefilter("ignore", TagExclusionWarning)
+                    metrics = compute_metrics(
+                        task_type, y_true=y_valid, scores=valid_scores, labels=labels
+                    )
             score = metrics["primary"]
             curve.append((step, score))
             if best["state"] is None or score > best["score"]:
@@ -409,6 +406,7 @@ def _train_loop(
                     "step": step,
                     "state": {k: v.detach().clone() for k, v in module.state_dict().items()},
                     "metrics": metrics,
+                    "ensemble": ensemble,
                 }
                 boredom = 0
             else:
@@ -438,6 +436,7 @@ def _train_loop(
         "best_step": best["step"],
         "best_score": best["score"],
         "best_metrics": best["metrics"],
+        "best_ensemble": best["ensemble"],
         "n_steps": step,
         "stopped_by": stopped_by,
     }
@@ -482,7 +481,9 @@ def _train_forward(module, x, *, dropout, generators):
 
 
 def _choose_ensemble(valid_scores, y_valid, *, labels, groups):
-    """Return the ensemble strategy with the best validation weighted score (ties: first)."""
+    """Return the ensemble strategy with the best validation weighted score (ties: first)
+    and its metrics: jukemir's ``best_strategy``, which sets the score of every
+    evaluation (so early stopping and restoring use it) and the pooling used on test."""
     best_strategy, best_metrics = None, None
     for strategy in ENSEMBLE_STRATEGIES:
         metrics = compute_metrics(
