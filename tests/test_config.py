@@ -480,6 +480,11 @@ def test_merge_keys_and_equal_keys_in_different_mappings_are_not_duplicates(tmp_
     assert load_config_file(path)["c"] == {"x": 3, "y": 2}
     for shipped in [REPO / "config.yaml", *sorted((REPO / "configs").glob("*.yaml"))]:
         assert load_config_file(shipped) == yaml.safe_load(shipped.read_text())
+        if shipped.name == "calm_features.yaml":
+            # it needs a source the user names (jukemir's host is gone) before it validates
+            with pytest.raises(ConfigError, match=r"calm_jukebox\.params\.urls"):
+                load_config(shipped)
+            continue
         load_config(shipped)  # their names, grids and titles pass the new checks too
 
 
