@@ -54,12 +54,13 @@ def peak_memory_mb(device):
 
 
 def extract_shard(
-    shard_dir, out_path, *, extractor, layers, batch_size=8, device="cpu", dataset=None
+    shard_dir, out_path, *, extractor, layers, batch_size=8, device="cpu", dataset=None, code=None
 ):
     """Embed every good clip of a resampled shard; write the feature shard atomically.
 
     ``dataset`` (the dataset's class) is needed by extractors that read stored
-    features by clip id rather than audio (``reads_audio = False``).
+    features by clip id rather than audio (``reads_audio = False``). ``code``
+    (:func:`mirprobe.provenance.code_record`) is the code the job runs.
     """
     from tqdm import tqdm
 
@@ -102,7 +103,7 @@ def extract_shard(
     progress.close()
     embed_s = time.perf_counter() - embed_started
 
-    from .provenance import environment_record
+    from .provenance import checked_code_record, environment_record
 
     profile = {
         "device": str(device),
@@ -121,6 +122,8 @@ def extract_shard(
     if extractor.source_record() is not None:
         profile["source"] = extractor.source_record()
     profile["environment"] = environment_record(device=device)
+    if code is not None:
+        profile["code"] = checked_code_record(code)
     arrays = {
         f"layer:{layer}": (np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32))
         for layer, chunks in outputs.items()

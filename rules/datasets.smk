@@ -18,5 +18,6 @@ rule prepare_dataset:
     params:
         dataset_config=lambda wc: config["datasets"][wc.dataset],
         data_home=config["data_home"],
+        code=lambda wc: code_sha256("prepare_dataset", dataset_module(wc.dataset)),
     script:
         "../scripts/prepare_dataset.py"

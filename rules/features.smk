@@ -19,5 +19,8 @@ rule extract:
         layers=lambda wc: layers_of(wc.representation),
         device=config["device"],
         dataset_kind=lambda wc: config["datasets"][wc.dataset]["kind"],
+        code=lambda wc: code_sha256(
+            "extract", extractor_module(wc.representation), dataset_module(wc.dataset)
+        ),
     script:
         "../scripts/extract.py"
