@@ -453,7 +453,8 @@ def build_cell_record(
                     "evaluate": [test_record.get("code")],
                     "provenance": [provenance_code],
                 },
-                root=workflow_dir,
+                # against the sources of the package running now: the workflow's
+                root=WORKFLOW_DIR,
             ),
         },
         "config": {"sha256": config_sha256, "seed": config.get("seed"), "resolved": config},
