@@ -353,7 +353,8 @@ def code_account(stage_codes, *, root=WORKFLOW_DIR):
             for path in code.get("undeclared_sources") or ():
                 message = (
                     f"{stage}: imported {path}, which its code digest does not cover "
-                    f"(a change to it would not rerun the stage; see RULE_SCRIPTS)"
+                    f"(a change to it would not rerun the stage: import it with an import "
+                    f"statement or name it as 'mirprobe.<module>', which rule_sources follows)"
                 )
                 if message not in problems:
                     problems.append(message)
