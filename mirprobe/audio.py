@@ -220,6 +220,46 @@ def resample_shard(
     return pd.read_csv(out_dir / "manifest.tsv", sep="\t", keep_default_na=False)
 
 
+def verify_shard_sources(metadata_path, checksums_path, *, shard, shard_size):
+    """Check the source files of one shard against the sha256 digests ``prepare_dataset``
+    recorded in ``checksums_path``; return ``{audio_path: sha256}``.
+
+    A file missing, changed or not listed since the dataset was prepared is a
+    DataError naming it: the metadata and checksums no longer describe it.
+    """
+    import pandas as pd
+
+    from .datasets.base import file_sha256, read_metadata
+    from .errors import DataError
+
+    metadata_path, checksums_path = Path(metadata_path), Path(checksums_path)
+    if not checksums_path.is_file():
+        raise DataError(f"{checksums_path}: dataset checksums not found (rerun prepare_dataset)")
+    table = read_metadata(metadata_path)
+    start, stop = shard_slices(len(table), shard_size)[shard]
+    recorded = pd.read_csv(checksums_path, sep="\t", dtype=str, keep_default_na=False)
+    recorded = dict(zip(recorded["audio_path"], recorded["sha256"], strict=True))
+    redo = (
+        f"prepare the dataset again (delete {checksums_path.parent}, or "
+        f"`snakemake --forcerun prepare_dataset`) so that its records describe the files used"
+    )
+    digests = {}
+    for audio_path in dict.fromkeys(table["audio_path"].iloc[start:stop]):
+        path = metadata_path.parent / audio_path
+        if audio_path not in recorded:
+            raise DataError(f"{path}: not listed in {checksums_path}; {redo}")
+        if not path.is_file():
+            raise DataError(f"{path}: missing since the dataset was prepared; {redo}")
+        digest = file_sha256(path)
+        if digest != recorded[audio_path]:
+            raise DataError(
+                f"{path}: changed since the dataset was prepared (sha256 {digest}, "
+                f"{checksums_path} records {recorded[audio_path]}); {redo}"
+            )
+        digests[str(audio_path)] = digest
+    return digests
+
+
 def read_manifest(shard_dir):
     """Read a resampled shard's manifest (:data:`MANIFEST_COLUMNS`)."""
     import pandas as pd

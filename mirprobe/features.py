@@ -121,13 +121,15 @@ def extract_shard(
     device="cpu",
     dataset=None,
     on_bad_audio="error",
+    code=None,
 ):
     """Embed every good clip of a resampled shard; write the feature shard atomically.
 
     ``dataset`` (the dataset's class) is needed by extractors that read stored
     features by clip id rather than audio (``reads_audio = False``).
     ``on_bad_audio`` applies to clips too short for the extractor and to
-    non-finite features (see the module docstring).
+    non-finite features (see the module docstring). ``code``
+    (:func:`mirprobe.provenance.code_record`) is the code the job runs.
     """
     from tqdm import tqdm
 
@@ -191,7 +193,7 @@ def extract_shard(
     embed_s = time.perf_counter() - embed_started
     excluded += _settle(unusable, on_bad_audio=on_bad_audio, what=what)
 
-    from .provenance import environment_record
+    from .provenance import checked_code_record, environment_record
 
     profile = {
         "device": str(device),
@@ -211,6 +213,8 @@ def extract_shard(
     if extractor.source_record() is not None:
         profile["source"] = extractor.source_record()
     profile["environment"] = environment_record(device=device)
+    if code is not None:
+        profile["code"] = checked_code_record(code)
     arrays = {
         f"layer:{layer}": (np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32))
         for layer, chunks in outputs.items()
@@ -249,6 +253,7 @@ def extract_dataset_batch(
     device="cpu",
     dataset=None,
     on_bad_audio="error",
+    code=None,
 ):
     """Embed batch ``batch_index`` of a dataset as one forward pass, for extractors
     whose features depend on their batch-mates; write it as a feature shard.
@@ -341,6 +346,10 @@ def extract_dataset_batch(
     if extractor.source_record() is not None:
         profile["source"] = extractor.source_record()
     profile["environment"] = environment_record(device=device)
+    if code is not None:
+        from .provenance import checked_code_record
+
+        profile["code"] = checked_code_record(code)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(

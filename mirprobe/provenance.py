@@ -17,10 +17,13 @@ prints where a number came from.
 """
 
 import argparse
+import ast
+import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -77,14 +80,202 @@ def environment_record(*, device="cpu"):
     return record
 
 
-def stage_record(stage, *, wall_s, device="cpu", **extra):
-    """The JSON record a stage writes beside its output."""
+def stage_record(stage, *, wall_s, device="cpu", code=None, **extra):
+    """The JSON record a stage writes beside its output.
+
+    ``code`` is the stage's :func:`code_record`, taken when the stage started.
+    """
     return {
         "stage": stage,
         "wall_s": round(wall_s, 3),
         **environment_record(device=device),
+        **({"code": code} if code is not None else {}),
         **extra,
     }
+
+
+#: the root of the workflow whose package this is (Snakefile, scripts/, mirprobe/)
+WORKFLOW_DIR = Path(__file__).resolve().parent.parent
+
+#: the script each rule runs (rules/*.smk); a job's code is what the script imports
+RULE_SCRIPTS = {
+    rule: f"scripts/{rule}.py"
+    for rule in (
+        "prepare_dataset",
+        "resample",
+        "extract",
+        "train_probe",
+        "evaluate_probe",
+        "provenance",
+        "table",
+        "compare_features",
+        "compare_summary",
+    )
+}
+
+#: the module of the stage functions: each job runs one, so a script importing
+#: one follows that function's imports (and those of the helpers it calls) only
+STAGES_MODULE = "mirprobe.stages"
+
+#: name -> class registries: neither followed nor part of any digest, so that
+#: registering a new dataset or extractor reruns nothing; a job's class module is
+#: in its digest, so pointing a name at another class changes that digest anyway
+REGISTRIES = {"mirprobe/datasets/__init__.py", "mirprobe/extractors/__init__.py"}
+_NOT_FOLLOWED = {"mirprobe.datasets", "mirprobe.extractors", __name__}
+# (this module names modules it describes, and imports none of the package)
+
+#: a string naming a package module, as lazy imports by name spell it
+_MODULE_NAME = re.compile(r"mirprobe(\.\w+)*(:\w+)?")
+
+
+def _module_file(module, root):
+    """``(relative path, is_package)`` of a ``mirprobe`` module, or None."""
+    parts = module.split(".")
+    package = Path(root, *parts, "__init__.py")
+    if package.is_file():
+        return package.relative_to(root).as_posix(), True
+    path = Path(root, *parts[:-1], parts[-1] + ".py")
+    if path.is_file():
+        return path.relative_to(root).as_posix(), False
+    return None
+
+
+def _imports(nodes, package):
+    """The ``mirprobe`` modules (and imported names, as ``module.name``) that the
+    statements ``nodes`` import, lazy imports and imports by name included."""
+    found = set()
+    for node in (n for top in nodes for n in ast.walk(top)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+            # `from . import handcrafted` imports a module, not a name
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            # a lazy import by name ("mirprobe.probes.io", "mirprobe.x:Class")
+            if _MODULE_NAME.fullmatch(node.value):
+                found.add(node.value.partition(":")[0])
+    return {name for name in found if name == "mirprobe" or name.startswith("mirprobe.")}
+
+
+def _stage_imports(tree, names, package):
+    """What the stage functions ``names`` of the stages module (and the module-level
+    helpers they call) import, with the stages module's own top-level imports."""
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    todo, done = [n for n in names if n in functions], set()
+    while todo:
+        name = todo.pop()
+        if name in done:
+            continue
+        done.add(name)
+        todo.extend(
+            n.id
+            for n in ast.walk(functions[name])
+            if isinstance(n, ast.Name) and n.id in functions and n.id not in done
+        )
+    return _imports(top_level + [functions[n] for n in done], package)
+
+
+def rule_sources(rule, job_modules=(), *, root=WORKFLOW_DIR):
+    """The source files (relative to the workflow) whose code a job of ``rule`` runs.
+
+    Its script and the ``mirprobe`` modules it imports, followed through their
+    import statements (lazy ones included; of the stages module, only those of
+    the stage function the script calls), and ``job_modules``: the modules of
+    the job's dataset or extractor class, which the registries import by name.
+    """
+    root = Path(root)
+    script = RULE_SCRIPTS[rule]
+    files, seen, todo = (
+        {script},
+        set(),
+        [*_imports([ast.parse(Path(root, script).read_text())], "")],
+    )
+    todo += job_modules
+    stage_functions = {
+        name.rpartition(".")[2] for name in todo if name.startswith(STAGES_MODULE + ".")
+    }
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        found = _module_file(module, root)
+        if found is None:  # a name imported from a module, not a module
+            continue
+        path, is_package = found
+        files.add(path)
+        # importing a submodule runs its parent packages' __init__ first
+        todo.append(module.rpartition(".")[0] or module)
+        if module in _NOT_FOLLOWED:
+            continue
+        tree = ast.parse(Path(root, path).read_text(), filename=path)
+        package = module if is_package else module.rpartition(".")[0]
+        if module == STAGES_MODULE:
+            todo.extend(_stage_imports(tree, stage_functions, package))
+        else:
+            todo.extend(_imports([tree], package))
+    return tuple(sorted(files - REGISTRIES))
+
+
+def file_digests(paths, *, root=WORKFLOW_DIR):
+    """``{relative path: sha256}`` of source files."""
+    return {path: hashlib.sha256(Path(root, path).read_bytes()).hexdigest() for path in paths}
+
+
+def sources_sha256(digests):
+    """One sha256 over ``{path: sha256}`` (paths and contents)."""
+    text = "".join(f"{path}\t{digest}\n" for path, digest in sorted(digests.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rule_code_sha256(rule, job_modules=(), *, root=WORKFLOW_DIR):
+    """The digest of the sources a job of ``rule`` runs: its Snakemake rerun trigger."""
+    root = Path(root)
+    return sources_sha256(
+        file_digests(rule_sources(rule, tuple(job_modules), root=root), root=root)
+    )
+
+
+def code_record(rule, job_modules=(), *, root=WORKFLOW_DIR):
+    """The code a job of ``rule`` runs: git commit and dirty flag of the checkout, and
+    the sha256 of each source file it runs and one over them all (the digests hold
+    when the working tree differs from the commit)."""
+    digests = file_digests(rule_sources(rule, job_modules, root=root), root=root)
+    return {
+        **git_state(root),
+        "rule": rule,
+        "job_modules": sorted(job_modules),
+        "source_sha256": sources_sha256(digests),
+        "sources": digests,
+    }
+
+
+def checked_code_record(code, *, root=WORKFLOW_DIR):
+    """``code`` with ``undeclared_sources``: package files this process imported that
+    its digest does not cover (empty when :data:`RULE_CODE` is complete)."""
+    covered = set(code["sources"]) | REGISTRIES
+    return {**code, "undeclared_sources": [p for p in loaded_sources(root) if p not in covered]}
+
+
+def loaded_sources(root=WORKFLOW_DIR):
+    """The package's source files imported by this process (to check :data:`RULE_CODE`)."""
+    root = Path(root).resolve()
+    loaded = set()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (name == "mirprobe" or name.startswith("mirprobe.")) and path:
+            resolved = Path(path).resolve()
+            if resolved.is_relative_to(root):
+                loaded.add(resolved.relative_to(root).as_posix())
+    return sorted(loaded)
 
 
 def git_state(path):
@@ -101,6 +292,99 @@ def git_state(path):
     except (subprocess.CalledProcessError, FileNotFoundError) as error:
         return {"commit": None, "dirty": None, "error": str(error).strip()[:200]}
     return {"commit": commit, "dirty": dirty}
+
+
+#: the stages of a cell, in workflow order, and the rule of each
+CELL_STAGES = {
+    "prepare": "prepare_dataset",
+    "resample": "resample",
+    "extract": "extract",
+    "train": "train_probe",
+    "evaluate": "evaluate_probe",
+    "provenance": "provenance",
+}
+
+
+def code_account(stage_codes, *, root=WORKFLOW_DIR):
+    """Which code computed each stage of a cell, and whether that is the code now in the tree.
+
+    ``stage_codes``: ``{stage: [code record of each job, None where it recorded none]}``.
+    Returns ``{"stages", "consistent", "problems", "notes"}``: per stage the distinct
+    (commit, dirty, source_sha256) its jobs ran, with the job count and whether
+    those sources are the workflow's current ones. ``consistent`` is false, with a
+    plain message in ``problems``, when a stage recorded no code, ran sources that
+    have changed since (a stage Snakemake did not rerun after its code changed), or
+    imported package files its digest does not cover. ``notes`` say where stages
+    ran at different commits or in a working tree with uncommitted changes.
+    """
+    root = Path(root)
+    current, stages, problems = {}, {}, []
+    for stage, codes in stage_codes.items():
+        entries = {}
+        missing = sum(code is None for code in codes)
+        if missing:
+            problems.append(
+                f"{stage}: {missing} of {len(codes)} job(s) recorded no code "
+                f"(written by an older mirprobe); rerun them to know what computed them"
+            )
+        for code in (c for c in codes if c is not None):
+            job = (code["rule"], tuple(code.get("job_modules") or ()))
+            if job not in current:
+                current[job] = file_digests(rule_sources(*job, root=root), root=root)
+            now = current[job]
+            changed = sorted(
+                path
+                for path in set(now) | set(code["sources"])
+                if now.get(path) != code["sources"].get(path)
+            )
+            key = (code.get("commit"), code.get("dirty"), code["source_sha256"])
+            entry = entries.setdefault(
+                key,
+                {
+                    "commit": code.get("commit"),
+                    "dirty": code.get("dirty"),
+                    "source_sha256": code["source_sha256"],
+                    "current": not changed,
+                    "changed_since": changed,
+                    "jobs": 0,
+                },
+            )
+            entry["jobs"] += 1
+            for path in code.get("undeclared_sources") or ():
+                message = (
+                    f"{stage}: imported {path}, which its code digest does not cover "
+                    f"(a change to it would not rerun the stage: import it with an import "
+                    f"statement or name it as 'mirprobe.<module>', which rule_sources follows)"
+                )
+                if message not in problems:
+                    problems.append(message)
+        stages[stage] = list(entries.values())
+        for entry in entries.values():
+            if entry["changed_since"]:
+                problems.append(
+                    f"{stage}: {entry['jobs']} job(s) ran code (commit "
+                    f"{str(entry['commit'])[:12]}) that has changed since in "
+                    f"{', '.join(entry['changed_since'])}; their outputs are stale: rerun "
+                    f"with Snakemake's default rerun triggers"
+                )
+    commits = {}
+    for stage, entries in stages.items():
+        for entry in entries:
+            commits.setdefault(str(entry["commit"])[:12], []).append(stage)
+    notes = []
+    if len(commits) > 1:
+        notes.append(
+            "stages ran at different commits: "
+            + "; ".join(f"{commit} ({', '.join(names)})" for commit, names in commits.items())
+            + (" (each stage's sources are the current ones)" if not problems else "")
+        )
+    dirty = [stage for stage, entries in stages.items() if any(e["dirty"] for e in entries)]
+    if dirty:
+        notes.append(
+            f"{', '.join(dirty)} ran in a working tree with uncommitted changes: "
+            f"the source digests, not the commit, identify that code"
+        )
+    return {"stages": stages, "consistent": not problems, "problems": problems, "notes": notes}
 
 
 def _load_json(path):
@@ -122,8 +406,12 @@ def build_cell_record(
     feature_profiles,
     train_record,
     test_record,
+    provenance_code=None,
 ):
-    """Assemble the provenance record of one table cell from its stage records."""
+    """Assemble the provenance record of one table cell from its stage records.
+
+    ``provenance_code`` is the :func:`code_record` of the provenance job itself.
+    """
     summary = lambda r: {  # noqa: E731 - a one-line projection
         k: r.get(k) for k in ("wall_s", "host", "device", "python", "slurm_job_id")
     }
@@ -154,7 +442,22 @@ def build_cell_record(
             "n_audio_files": prepare_record.get("n_audio_files"),
             "source": prepare_record.get("source"),
         },
-        "code": {**git_state(workflow_dir), "workflow_dir": str(workflow_dir)},
+        "code": {
+            **git_state(workflow_dir),
+            "workflow_dir": str(workflow_dir),
+            **code_account(
+                {
+                    "prepare": [prepare_record.get("code")],
+                    "resample": [r.get("code") for r in resample_records],
+                    "extract": [p.get("code") for p in feature_profiles],
+                    "train": [train_record.get("code")],
+                    "evaluate": [test_record.get("code")],
+                    "provenance": [provenance_code],
+                },
+                # against the sources of the package running now: the workflow's
+                root=WORKFLOW_DIR,
+            ),
+        },
         "config": {"sha256": config_sha256, "seed": config.get("seed"), "resolved": config},
         "representation_config": config["representations"][representation],
         "environment": {
@@ -221,8 +524,19 @@ def describe(record):
         f"  data:  {data['dataset']} ({data['kind']}), metadata sha256 {str(data['metadata_sha256'])[:16]}, "
         f"audio sha256 {str(data['audio_sha256'])[:16]} over {data['n_audio_files']} files",
         f"  code:  git {code.get('commit')} (dirty: {code.get('dirty')})",
-        f"  config: sha256 {cfg['sha256'][:16]}, seed {cfg['seed']}",
     ]
+    for stage, entries in (code.get("stages") or {}).items():
+        for entry in entries:
+            lines.append(
+                f"    {stage:<10} git {str(entry['commit'])[:12]} (dirty: {entry['dirty']}), "
+                f"sources sha256 {entry['source_sha256'][:16]}, {entry['jobs']} job(s)"
+                + ("" if entry["current"] else ", CHANGED SINCE")
+            )
+    for problem in code.get("problems") or ():
+        lines.append(f"    problem: {problem}")
+    for note in code.get("notes") or ():
+        lines.append(f"    note: {note}")
+    lines.append(f"  config: sha256 {cfg['sha256'][:16]}, seed {cfg['seed']}")
     # stored features (jukemir_precomputed): the file they were read from
     sources = {
         json.dumps(source, sort_keys=True): source

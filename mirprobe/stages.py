@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from .atomic import write_json
-from .provenance import stage_record
+from .errors import DataError
+from .provenance import checked_code_record, code_record, stage_record
 
 
 def _read_json(path):
@@ -42,6 +43,7 @@ def prepare_dataset(
 
     started = time.perf_counter()
     dataset = build_dataset(name, dataset_config, data_home=data_home)
+    code = code_record("prepare_dataset", (type(dataset).__module__,))
     out_dir = Path(metadata_path).parent
     source = dataset.prepare(out_dir, threads=threads, on_bad_audio=on_bad_audio or "error")
     table = read_metadata(metadata_path)
@@ -54,6 +56,7 @@ def prepare_dataset(
     record = stage_record(
         "prepare",
         wall_s=time.perf_counter() - started,
+        code=checked_code_record(code),
         kind=dataset_config["kind"],
         task_type=dataset.task_type,
         labels=list(dataset.labels()),
@@ -70,13 +73,34 @@ def prepare_dataset(
     return record
 
 
-def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, expected_clips):
-    """Resample one shard of a dataset to mono WAV at ``sr``."""
+def resample(
+    *,
+    metadata_path,
+    out_dir,
+    shard,
+    shard_size,
+    sr,
+    on_bad_audio,
+    expected_clips,
+    checksums_path=None,
+):
+    """Resample one shard of a dataset to mono WAV at ``sr``.
+
+    The shard's source files are first checked against the digests that
+    ``prepare_dataset`` recorded (``checksums_path``, by default the
+    ``checksums.tsv`` beside the metadata), so a file replaced since is caught.
+    """
     import pandas as pd
 
-    from .audio import resample_shard
+    from .audio import resample_shard, verify_shard_sources
 
     started = time.perf_counter()
+    code = code_record("resample")
+    if checksums_path is None:
+        checksums_path = Path(metadata_path).with_name("checksums.tsv")
+    sources = verify_shard_sources(
+        metadata_path, checksums_path, shard=shard, shard_size=shard_size
+    )
     manifest = resample_shard(
         metadata_path,
         out_dir,
@@ -89,12 +113,15 @@ def resample(*, metadata_path, out_dir, shard, shard_size, sr, on_bad_audio, exp
     record = stage_record(
         "resample",
         wall_s=time.perf_counter() - started,
+        code=checked_code_record(code),
         sr=sr,
         shard=shard,
         n_ok=int((manifest["status"] == "ok").sum()),
         n_excluded=int((manifest["status"] != "ok").sum()),
         # clips whose peak exceeded full scale, scaled by 1/peak (see mirprobe.audio)
         n_rescaled=int((pd.to_numeric(manifest["peak"], errors="coerce") > 1).sum()),
+        # the digest of each source file, verified against checksums.tsv
+        source_sha256=sources,
     )
     write_json(Path(out_dir) / "stage.json", record)
     return record
@@ -122,8 +149,11 @@ def extract(
     from .features import extract_dataset_batch, extract_shard, resolve_device
 
     extractor = build_extractor(representation_config)
-    device = resolve_device(device) if extractor.wants_gpu else "cpu"
     dataset = None if dataset_kind is None else get_dataset_class(dataset_kind)
+    code = code_record(
+        "extract", (type(extractor).__module__, *([dataset.__module__] if dataset else []))
+    )
+    device = resolve_device(device) if extractor.wants_gpu else "cpu"
     with weights_dirs(weights_dir):
         if extractor.dataset_batch_size(extractor.params) is not None:
             return extract_dataset_batch(
@@ -135,6 +165,7 @@ def extract(
                 device=device,
                 dataset=dataset,
                 on_bad_audio=on_bad_audio,
+                code=code,
             )
         return extract_shard(
             shard_dir,
@@ -145,6 +176,7 @@ def extract(
             device=device,
             dataset=dataset,
             on_bad_audio=on_bad_audio,
+            code=code,
         )
 
 
@@ -204,6 +236,7 @@ def train_probe(
     from .probes import expand_grid, fit_grid, save_probe
 
     started = time.perf_counter()
+    code = code_record("train_probe")
     device = resolve_device(device)
     prepared, splits, excluded = _probe_data(
         metadata_path=metadata_path,
@@ -248,6 +281,7 @@ def train_probe(
         "train",
         wall_s=time.perf_counter() - started,
         device=device,
+        code=checked_code_record(code),
         trainer=probe_config["trainer"],
         primary_metric=primary,
         selected={
@@ -285,6 +319,7 @@ def evaluate_probe(
     from .probes import load_probe
 
     started = time.perf_counter()
+    code = code_record("evaluate_probe")
     device = resolve_device(device)
     prepared, splits, excluded = _probe_data(
         metadata_path=metadata_path,
@@ -308,6 +343,7 @@ def evaluate_probe(
         "evaluate",
         wall_s=time.perf_counter() - started,
         device=device,
+        code=checked_code_record(code),
         metrics={k: v for k, v in metrics.items()},
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
         n_excluded=len(excluded),
@@ -338,10 +374,17 @@ def cell_provenance(
 
     from .provenance import build_cell_record
 
+    code = code_record("provenance")
     resample_records = []
     for shard_dir in shard_dirs:
         path = Path(shard_dir) / "stage.json"
-        resample_records.append(_read_json(path) if path.is_file() else {})
+        if not path.is_file():
+            raise DataError(
+                f"{path}: resampling record missing (the shard was not written by the "
+                f"resample rule, or only partly); remake the shard: "
+                f"snakemake --forcerun {shard_dir}"
+            )
+        resample_records.append(_read_json(path))
     profiles = []
     for path in feature_paths:
         with np.load(path, allow_pickle=False) as shard:
@@ -359,6 +402,7 @@ def cell_provenance(
         feature_profiles=profiles,
         train_record=_read_json(train_record_path),
         test_record=_read_json(test_record_path),
+        provenance_code=checked_code_record(code),
     )
     write_json(out_path, record)
     return record
@@ -393,13 +437,18 @@ def assemble_table(
     records = {}
     for (dataset, representation, layer), path in zip(cells, test_record_paths, strict=True):
         records[(f"{representation}/{layer}", dataset)] = _read_json(path)
-    valid_primary = {}
+    valid_primary, code_warnings = {}, []
     for (dataset, representation, layer), path in zip(
         cells if provenance_paths else (), provenance_paths, strict=True
     ):
-        valid_primary[(f"{representation}/{layer}", dataset)] = _read_json(path)["valid_metrics"][
+        provenance = _read_json(path)
+        valid_primary[(f"{representation}/{layer}", dataset)] = provenance["valid_metrics"][
             "primary"
         ]
+        code = provenance.get("code") or {}
+        if not code.get("consistent", False):
+            problems = code.get("problems") or ["the record has no account of its code"]
+            code_warnings += [f"{dataset} / {representation}/{layer}: {p}" for p in problems]
     tasks = []
     for dataset, entry in datasets.items():
         record = prepared[dataset]
@@ -422,4 +471,5 @@ def assemble_table(
         published=published,
         valid_primary=valid_primary,
         representation_labels=representation_labels or {},
+        code_warnings=code_warnings,
     )

@@ -136,6 +136,7 @@ def write_tables(
     published=(),
     valid_primary=None,
     representation_labels=None,
+    code_warnings=(),
 ):
     """Write the table in every format of ``paths`` (``{"md"|"csv"|"tex": path}``).
 
@@ -143,6 +144,8 @@ def write_tables(
     after the computed rows and marked ``[published]``. ``valid_primary``
     (``{(row_key, task): validation primary score}``) adds, under the markdown
     table, the layer of each multi-layer representation chosen on validation.
+    ``code_warnings`` (cells whose stages ran code other than the current
+    sources, from their provenance) are listed under the markdown table.
     """
     from tabulate import tabulate
 
@@ -168,6 +171,12 @@ def write_tables(
             text += (
                 "Layer chosen on validation per task, with its test score (primary metric):\n"
                 + "".join(f"- {line}\n" for line in choices)
+            )
+        if code_warnings:
+            text += (
+                "WARNING: cells not computed by the workflow's current code "
+                "(see their provenance, `code.problems`):\n"
+                + "".join(f"- {line}\n" for line in code_warnings)
             )
         write_text(paths["md"], text)
     if "csv" in paths:

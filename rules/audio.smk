@@ -1,6 +1,7 @@
 rule resample:
     input:
         metadata="results/datasets/{dataset}/metadata.csv",
+        checksums="results/datasets/{dataset}/checksums.tsv",
     output:
         directory("results/audio/{dataset}/sr{sr}/shard-{shard}"),
     log:
@@ -17,5 +18,6 @@ rule resample:
         shard_size=lambda wc: config["datasets"][wc.dataset]["shard_size"],
         expected_clips=lambda wc: DATASETS[wc.dataset].num_clips(),
         on_bad_audio=config["audio"]["on_bad_audio"],
+        code=code_sha256("resample"),
     script:
         "../scripts/resample.py"

@@ -1,6 +1,7 @@
 # Helpers shared by the rules: config resolution, shards, rows and targets.
 # Only light modules are imported here, so that parsing takes a fraction of a
 # second (no torch, librosa or transformers at parse time).
+import functools
 import re
 import sys
 
@@ -17,6 +18,7 @@ from mirprobe.config import (
 )
 from mirprobe.datasets import build_dataset
 from mirprobe.extractors import get_extractor_class
+from mirprobe.provenance import rule_code_sha256
 
 config.update(validate_config(config))
 CONFIG_SHA256 = config_hash(config)
@@ -39,6 +41,22 @@ wildcard_constraints:
     sr=r"\d+",
     layer=r"[^/]+",
     pair="|".join(re.escape(pair) for pair in COMPARISONS) or "(?!)",
+
+
+@functools.cache
+def code_sha256(rule, *job_modules):
+    """The sha256 of the sources a job of ``rule`` runs (its script, the package
+    modules it imports and ``job_modules``, see mirprobe.provenance.rule_sources):
+    a rule's ``params: code``, so that a change to that code reruns the job."""
+    return rule_code_sha256(rule, job_modules, root=workflow.basedir)
+
+
+def dataset_module(dataset):
+    return type(DATASETS[dataset]).__module__
+
+
+def extractor_module(representation):
+    return EXTRACTORS[representation].__module__
 
 
 def layers_of(representation):

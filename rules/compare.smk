@@ -17,6 +17,7 @@ rule compare_features:
     params:
         a=lambda wc: COMPARISONS[wc.pair]["a"],
         b=lambda wc: COMPARISONS[wc.pair]["b"],
+        code=code_sha256("compare_features"),
     script:
         "../scripts/compare_features.py"
 
@@ -43,5 +44,7 @@ rule compare_summary:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        code=code_sha256("compare_summary"),
     script:
         "../scripts/compare_summary.py"

@@ -24,5 +24,6 @@ rule prepare_dataset:
             if DATASETS[wc.dataset].checks_audio_at_prepare
             else None
         ),
+        code=lambda wc: code_sha256("prepare_dataset", dataset_module(wc.dataset)),
     script:
         "../scripts/prepare_dataset.py"

@@ -21,5 +21,8 @@ rule extract:
         dataset_kind=lambda wc: config["datasets"][wc.dataset]["kind"],
         on_bad_audio=config["audio"]["on_bad_audio"],
         shard=lambda wc: int(wc.shard),
+        code=lambda wc: code_sha256(
+            "extract", extractor_module(wc.representation), dataset_module(wc.dataset)
+        ),
     script:
         "../scripts/extract.py"

@@ -22,6 +22,7 @@ rule train_probe:
         probe_config=config["probe"],
         seed=config["seed"],
         device=config["probe"]["device"],
+        code=code_sha256("train_probe"),
     script:
         "../scripts/train_probe.py"
 
@@ -48,5 +49,6 @@ rule evaluate_probe:
         gpu=PROBE_GPUS,
     params:
         device=config["probe"]["device"],
+        code=code_sha256("evaluate_probe"),
     script:
         "../scripts/evaluate_probe.py"

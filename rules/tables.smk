@@ -24,6 +24,7 @@ rule provenance:
         config=config,
         config_sha256=CONFIG_SHA256,
         workflow_dir=workflow.basedir,
+        code=code_sha256("provenance"),
     script:
         "../scripts/provenance.py"
 
@@ -69,5 +70,6 @@ rule table:
             name: entry["label"] or name
             for name, entry in config["representations"].items()
         },
+        code=code_sha256("table"),
     script:
         "../scripts/table.py"

@@ -725,6 +725,7 @@ def _stage_inputs(tmp_path, task_type):
             "n_samples": 100,
         }
     ).to_csv(shard / "manifest.tsv", sep="\t", index=False)
+    (shard / "stage.json").write_text(json.dumps({"stage": "resample", "wall_s": 0.0}))
     np.savez(
         tmp_path / "features.npz",
         clip_ids=np.array([r["clip_id"] for r in rows]),

@@ -1,6 +1,7 @@
 """End-to-end: the real snakemake CLI runs the workflow on a small synthetic setting."""
 
 import csv
+import hashlib
 import json
 import subprocess
 import sys
@@ -95,6 +96,17 @@ def _corrupt_one_clip(workdir):
     victim = workdir / "results" / "datasets" / "synth_key" / "audio" / "synkey-00005.wav"
     assert victim.is_file()
     victim.write_bytes(victim.read_bytes()[:100])
+    # as if the file had been corrupt when prepared: resampling checks each source
+    # against the digests prepare_dataset recorded, and would stop at a changed file
+    checksums = victim.parent.parent / "checksums.tsv"
+    digest = hashlib.sha256(victim.read_bytes()).hexdigest()
+    lines = checksums.read_text().splitlines()
+    fixed = [
+        f"audio/{victim.name}\t{digest}" if line.startswith(f"audio/{victim.name}\t") else line
+        for line in lines
+    ]
+    assert fixed != lines
+    checksums.write_text("\n".join(fixed) + "\n")
     return victim
 
 
