@@ -193,3 +193,43 @@ def test_big_checkpoint_dir_is_verified_before_tensorflow_reads_it(tmp_path):
         MusiCNN(params=params).load()
     with pytest.raises(ConfigError, match="checkpoint_dir is for model MSD_musicnn_big"):
         MusiCNN(params={"checkpoint_dir": str(folder)})
+
+
+def test_big_source_record_names_the_commit_urls_and_the_data_files_sha256(tmp_path, monkeypatch):
+    """The record of the files read, with the data file's sha256 computed on the spot
+    (here a stand-in data file, registered under its own size and blob id)."""
+    import hashlib
+    import subprocess
+
+    import mirprobe.extractors.musicnn as module
+    from mirprobe.errors import ModelError
+
+    folder = big_dir_with_small_files(tmp_path)
+    content = np.random.default_rng(1).bytes(4096)
+    (folder / DATA_FILE).write_bytes(content)
+    git = subprocess.run(
+        ["git", "hash-object", str(folder / DATA_FILE)], capture_output=True, text=True, check=True
+    )
+    monkeypatch.setitem(
+        module.BIG_FILES, DATA_FILE, (len(content), f"git-blob:{git.stdout.strip()}")
+    )
+    extractor = MusiCNN(params={"model": "MSD_musicnn_big", "checkpoint_dir": str(folder)})
+    assert extractor.source_record() is None  # nothing read yet
+    # verified, graph checked against the .index; the stand-in bytes are no weights
+    with pytest.raises(ModelError, match="cannot restore the MSD_musicnn_big checkpoint"):
+        extractor.load()
+    record = extractor.source_record()
+    assert record["repository"] == "jordipons/musicnn"
+    assert record["commit"] == module.BIG_COMMIT
+    assert record["checkpoint_dir"] == str(folder.resolve())
+    data = record["files"][DATA_FILE]
+    assert data["sha256"] == hashlib.sha256(content).hexdigest()
+    assert data["git_blob"] == git.stdout.strip() and data["size"] == 4096
+    assert data["url"].endswith(f"/{module.BIG_COMMIT}/musicnn/MSD_musicnn_big/{DATA_FILE}")
+    assert record["files"][".index"] == {
+        "url": f"https://raw.githubusercontent.com/jordipons/musicnn/{module.BIG_COMMIT}"
+        "/musicnn/MSD_musicnn_big/.index",
+        "size": 5040,
+        "sha256": "d83b6453d94b455cdabfe627f4abe6007b6bfd5299f70d662be7e917786b99f6",
+    }
+    assert sorted(record["files"]) == sorted(module.BIG_FILES)

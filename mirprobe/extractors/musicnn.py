@@ -331,7 +331,13 @@ class MusiCNN(Extractor):
         with graph.as_default():
             session = tf.compat.v1.Session(graph=graph)
             saver = tf.compat.v1.train.Saver()
-            saver.restore(session, prefix)
+            try:
+                saver.restore(session, prefix)
+            except tf.errors.OpError as error:
+                session.close()
+                raise ModelError(
+                    f"{prefix}: cannot restore the {model} checkpoint ({error.message})"
+                ) from error
         _, _, _, _, _, _, mean_pool, max_pool, penultimate = outputs
         self.inputs = (x, is_training)
         self.fetches = {"mean_pool": mean_pool, "max_pool": max_pool, "penultimate": penultimate}
