@@ -233,3 +233,41 @@ def test_big_source_record_names_the_commit_urls_and_the_data_files_sha256(tmp_p
         "sha256": "d83b6453d94b455cdabfe627f4abe6007b6bfd5299f70d662be7e917786b99f6",
     }
     assert sorted(record["files"]) == sorted(module.BIG_FILES)
+
+
+def test_a_download_is_verified_by_its_git_blob_id(tmp_path):
+    """The downloader takes a ``git-blob:`` checksum as any other (served locally here)."""
+    import functools
+    import http.server
+    import subprocess
+    import threading
+
+    from mirprobe.download import Remote, fetch
+    from mirprobe.errors import DataError
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / DATA_FILE).write_bytes(np.random.default_rng(2).bytes(70000))
+    git = subprocess.run(
+        ["git", "hash-object", str(served / DATA_FILE)], capture_output=True, text=True, check=True
+    )
+    blob = f"git-blob:{git.stdout.strip()}"
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{DATA_FILE}"
+        got = fetch(Remote("data", DATA_FILE, blob, (url,)), root=tmp_path / "a")
+        assert got.read_bytes() == (served / DATA_FILE).read_bytes()
+        wrong = Remote("data", DATA_FILE, "git-blob:" + "1" * 40, (url,))
+        with pytest.raises(DataError, match=rf"tried:\n  {url}: checksum mismatch \(git-blob"):
+            fetch(wrong, root=tmp_path / "b")
+        assert not (tmp_path / "b" / DATA_FILE).exists()
+    finally:
+        server.shutdown()
+        server.server_close()
