@@ -6,7 +6,10 @@ Conventions
     from the config first, then the registry's URL), and its ``checksum``: a
     hex digest whose length names the algorithm (32 = md5, 40 = sha1,
     64 = sha256), as in jukemir's asset registries, where most files carry a
-    sha256 and the GiantSteps mp3s the md5 their own dataset publishes.
+    sha256 and the GiantSteps mp3s the md5 their own dataset publishes; or
+    ``git-blob:<40 hex>``, the git blob id (sha1 of ``blob <size>\0`` and the
+    content, as ``git hash-object`` computes it), for a file whose repository
+    publishes nothing else (MusiCNN's ``MSD_musicnn_big`` weights).
 
 Fetching (:func:`fetch`)
     * ``local_only=True`` (the config's ``data_home`` points at an existing
@@ -50,6 +53,7 @@ from .errors import DataError
 
 #: digest length in hex characters -> hashlib algorithm
 ALGORITHMS = {32: "md5", 40: "sha1", 64: "sha256"}
+GIT_BLOB = "git-blob"
 USER_AGENT = "mirprobe (dataset downloader)"
 
 
@@ -76,22 +80,29 @@ class Remote:
 
 
 def checksum_algorithm(checksum):
-    """The hashlib name of a hex digest, from its length."""
+    """The hashlib name of a hex digest, from its length (or ``git-blob`` for a blob id)."""
+    if isinstance(checksum, str) and checksum.startswith(GIT_BLOB + ":"):
+        if re.fullmatch(r"[0-9a-fA-F]{40}", checksum[len(GIT_BLOB) + 1 :]):
+            return GIT_BLOB
     try:
         return ALGORITHMS[len(checksum)]
     except (KeyError, TypeError):
         raise DataError(
-            f"checksum {checksum!r}: unknown algorithm (expected 32, 40 or 64 hex characters)"
+            f"checksum {checksum!r}: unknown algorithm (expected 32, 40 or 64 hex characters, "
+            "or git-blob:<40 hex>)"
         ) from None
 
 
 def file_checksum(path, *, algorithm="sha256", chunk_size=1 << 20):
-    """Hex digest of a file."""
-    digest = hashlib.new(algorithm)
+    """Hex digest of a file (``git-blob:<hex>`` for ``algorithm="git-blob"``)."""
+    if algorithm == GIT_BLOB:
+        digest = hashlib.sha1(b"blob %d\0" % Path(path).stat().st_size)  # noqa: S324
+    else:
+        digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    return f"{GIT_BLOB}:{digest.hexdigest()}" if algorithm == GIT_BLOB else digest.hexdigest()
 
 
 def verify_file(path, checksum):
