@@ -52,9 +52,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             chunk = chunk[: len(chunk) // 2]
         elif start and self.path in self.stalls:
             chunk = b""
+        # recorded before writing: a client given the whole body goes on at once, and the
+        # test would otherwise read `sent` before this thread appends to it
+        type(self).sent.append((self.path, len(chunk)))
         # the connection closes after this (HTTP/1.0): a short body is a dropped connection
         self.wfile.write(chunk)
-        type(self).sent.append((self.path, len(chunk)))
 
 
 @pytest.fixture
