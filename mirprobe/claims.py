@@ -16,9 +16,11 @@ since, perhaps with another configuration. Two guards prevent it:
   checks) and are a few bytes each.
 - **Jobs die with their run.** A watchdog thread notices that the ``snakemake``
   process that started the job (its nearest ancestor running snakemake, or its
-  parent) is gone, stops the job (``KeyboardInterrupt`` in the main thread, a
-  hard exit 30 s later) and refuses every write from then on. It reads
-  ``/proc``, so it runs on Linux only; claims work everywhere ``flock`` does.
+  parent) is gone, refuses every write from then on and stops the job
+  (``KeyboardInterrupt`` in the main thread where Python handles SIGINT, which
+  Snakemake's jobs ignore; an exit 2 s later). It reads ``/proc``, so it runs on
+  Linux only; claims work everywhere ``flock`` does. A job orphaned before it
+  started has no run to watch; its claim, older than the later run's, guards.
 
 Code that runs outside a claimed job (tests, notebooks) writes as before.
 """
@@ -40,7 +42,7 @@ ENV = "MIRPROBE_JOB_CLAIM"
 #: seconds between two looks of the watchdog at the job's ancestors
 WATCH_INTERVAL_S = 1.0
 #: seconds the main thread has to stop cleanly before the watchdog exits hard
-GRACE_S = 30.0
+GRACE_S = 2.0
 
 _orphaned = threading.Event()
 
