@@ -106,16 +106,16 @@ def test_a_killed_runs_orphaned_jobs_never_replace_a_later_runs_outputs(finished
             return orphans
 
         _wait_for(train_jobs, deadline_s=600, what="run A's train_probe job")
-        # let the job claim its outputs, its first act (code without claims: 10 s)
+        # let the job claim its outputs, its first act (code without claims: 30 s)
         claim = tmp_path / CELL / ".probe.pt.claim"
         started = time.monotonic()
 
         def claimed():
             train_jobs()
             token = claim.read_text().split(":") if claim.exists() else []
-            return any(str(p) in token[1:2] for p in orphans) or time.monotonic() - started > 10
+            return any(str(p) in token[1:2] for p in orphans) or time.monotonic() - started > 30
 
-        _wait_for(claimed, deadline_s=30, what="the claim")
+        _wait_for(claimed, deadline_s=60, what="the claim")
         os.kill(run_a.pid, signal.SIGKILL)  # snakemake alone, not its jobs
         run_a.wait()
 
