@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, replace_dir
 from .errors import AudioDecodeError, ConfigError
 
 #: a clip may be this much shorter than its declared duration (codec padding)
@@ -160,7 +160,6 @@ def resample_shard(
     ``reason``, ``n_samples`` and the ``peak`` before any scaling). The directory is built under a temporary name and renamed
     when complete. Returns the manifest as a DataFrame.
     """
-    import os
     import shutil
 
     import pandas as pd
@@ -214,9 +213,7 @@ def resample_shard(
     pd.DataFrame(manifest, columns=MANIFEST_COLUMNS).to_csv(
         tmp_dir / "manifest.tsv", sep="\t", index=False, float_format="%.6g"
     )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp_dir, out_dir)
+    replace_dir(tmp_dir, out_dir)
     return pd.read_csv(out_dir / "manifest.tsv", sep="\t", keep_default_na=False)
 
 

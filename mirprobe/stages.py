@@ -233,6 +233,7 @@ def train_probe(
 ):
     """Train the probe grid on train, select on valid; save the selected probe."""
     from .features import resolve_device
+    from .identity import training_identity
     from .probes import expand_grid, fit_grid, save_probe
 
     started = time.perf_counter()
@@ -265,7 +266,8 @@ def train_probe(
         device=device,
         trainer=probe_config["trainer"],
     )
-    save_probe(result.best, probe_path)
+    identity = training_identity(probe_config, seed)
+    probe_sha256 = save_probe(result.best, probe_path, identity=identity)
     from .metrics import PRIMARY_METRIC
 
     primary = PRIMARY_METRIC[prepared["task_type"]]
@@ -296,6 +298,8 @@ def train_probe(
         grid=result.records,
         excluded=excluded,
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
+        identity=identity,
+        probe_sha256=probe_sha256,
     )
     record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
     write_json(record_path, record)
@@ -314,9 +318,11 @@ def evaluate_probe(
     record_path,
 ):
     """Evaluate the selected probe once on the test split."""
+    from .datasets.base import file_sha256
     from .features import resolve_device
     from .metrics import compute_metrics
     from .probes import load_probe
+    from .probes.io import probe_identity
 
     started = time.perf_counter()
     code = code_record("evaluate_probe")
@@ -329,6 +335,8 @@ def evaluate_probe(
         layer=layer,
     )
     probe = load_probe(probe_path)
+    # which probe file this record scores: provenance checks it is train.json's
+    probe_file = {"identity": probe_identity(probe_path), "sha256": file_sha256(probe_path)}
     test = splits["test"]
     scores = probe.predict_scores(test.X)
     metrics = compute_metrics(
@@ -347,6 +355,7 @@ def evaluate_probe(
         metrics={k: v for k, v in metrics.items()},
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
         n_excluded=len(excluded),
+        probe=probe_file,
     )
     record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
     write_json(record_path, record)
@@ -372,9 +381,20 @@ def cell_provenance(
     """Write the provenance record of one table cell."""
     import numpy as np
 
+    from .identity import check_cell
     from .provenance import build_cell_record
 
     code = code_record("provenance")
+    train_record, test_record = _read_json(train_record_path), _read_json(test_record_path)
+    check_cell(
+        train_record,
+        test_record,
+        probe_config=config["probe"],
+        seed=config.get("seed"),
+        train_path=train_record_path,
+        test_path=test_record_path,
+    )
+
     resample_records = []
     for shard_dir in shard_dirs:
         path = Path(shard_dir) / "stage.json"
@@ -400,10 +420,11 @@ def cell_provenance(
         prepare_record=_read_json(prepare_record_path),
         resample_records=resample_records,
         feature_profiles=profiles,
-        train_record=_read_json(train_record_path),
-        test_record=_read_json(test_record_path),
+        train_record=train_record,
+        test_record=test_record,
         provenance_code=checked_code_record(code),
     )
+    record["probe_identity"] = test_record["probe"]
     write_json(out_path, record)
     return record
 
@@ -429,6 +450,7 @@ def assemble_table(
     """
     import math
 
+    from .identity import check_table_cell
     from .tables import table_metrics, write_tables
 
     prepared = {}
@@ -438,10 +460,19 @@ def assemble_table(
     for (dataset, representation, layer), path in zip(cells, test_record_paths, strict=True):
         records[(f"{representation}/{layer}", dataset)] = _read_json(path)
     valid_primary, code_warnings = {}, []
-    for (dataset, representation, layer), path in zip(
-        cells if provenance_paths else (), provenance_paths, strict=True
+    for (dataset, representation, layer), path, test_path in zip(
+        *((cells, provenance_paths, test_record_paths) if provenance_paths else ((), (), ())),
+        strict=True,
     ):
         provenance = _read_json(path)
+        # a provenance record of another run or of another probe is an error, not a cell
+        check_table_cell(
+            provenance,
+            records[(f"{representation}/{layer}", dataset)],
+            probe_config=probe_config,
+            provenance_path=path,
+            test_path=test_path,
+        )
         valid_primary[(f"{representation}/{layer}", dataset)] = provenance["valid_metrics"][
             "primary"
         ]

@@ -7,6 +7,11 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 # import the mirprobe package of this workflow, whichever environment runs the job
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
+from mirprobe.claims import claim_job  # noqa: E402
+
+# this job alone may write its outputs; it stops when its snakemake run is gone
+claim_job(snakemake)  # noqa: F821
+
 from mirprobe.stages import extract  # noqa: E402
 
 extract(

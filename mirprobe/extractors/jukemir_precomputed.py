@@ -119,11 +119,13 @@ def unpack_features(tarball, dest, *, sha256):
     """
     import shutil
     import tarfile
-    import tempfile
+
+    from ..atomic import make_temp_dir
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    # not tempfile.mkdtemp: its folders are 0700 whatever the umask
+    tmp = make_temp_dir(dest.parent, prefix=f".{dest.name}.")
     try:
         seen = {}
         with tarfile.open(tarball, "r:*") as archive:

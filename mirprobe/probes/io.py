@@ -10,19 +10,25 @@ unpickling arbitrary objects:
 ``scaler_mean``   float64 tensor, shape (n_features,)
 ``scaler_scale``  float64 tensor, shape (n_features,)
 ``metadata``      a JSON string: config, labels, task type, n_features,
-                  ensemble strategy and training record; a config with
-                  ``protocol: "sklearn_cv"`` is a ``QuickConfig`` (a linear
-                  network holding the fitted coefficients)
+                  ensemble strategy, training record and ``identity`` (the
+                  digest of the run settings it was trained for, or null); a
+                  config with ``protocol: "sklearn_cv"`` is a ``QuickConfig``
+                  (a linear network holding the fitted coefficients)
 
-Files are written atomically. A loaded probe predicts exactly as the saved one.
+Files are written atomically and their bytes depend on the probe only: the
+archive is built in memory, so no temporary file name ends up in it, and the
+same probe gives the same file (and sha256) in every run. A loaded probe
+predicts exactly as the saved one.
 """
 
+import hashlib
+import io
 import json
 from pathlib import Path
 
 import torch
 
-from mirprobe.atomic import atomic_path
+from mirprobe.atomic import write_bytes
 from mirprobe.errors import DataError, ModelError
 from mirprobe.probes.config import ProbeConfig
 from mirprobe.probes.model import FittedProbe, ProbeMLP, TrainingRecord
@@ -31,8 +37,12 @@ FORMAT = "mirprobe-probe"
 VERSION = 1
 
 
-def save_probe(probe: FittedProbe, path) -> None:
-    """Write ``probe`` to ``path`` atomically (see the module docstring for the layout)."""
+def save_probe(probe: FittedProbe, path, *, identity=None) -> str:
+    """Write ``probe`` to ``path`` atomically; return the file's sha256.
+
+    ``identity`` (a string) is stored in the metadata, where
+    :func:`probe_identity` reads it back (see the module docstring for the layout).
+    """
     if not isinstance(probe, FittedProbe):
         raise ModelError(f"save_probe needs a FittedProbe, got {type(probe).__name__}")
     metadata = {
@@ -42,6 +52,7 @@ def save_probe(probe: FittedProbe, path) -> None:
         "n_features": probe.n_features,
         "ensemble": probe.ensemble,
         "record": None if probe.record is None else probe.record.to_dict(),
+        "identity": identity,
     }
     payload = {
         "format": FORMAT,
@@ -54,12 +65,15 @@ def save_probe(probe: FittedProbe, path) -> None:
         "scaler_scale": torch.from_numpy(probe.scaler_scale.copy()),
         "metadata": json.dumps(metadata, sort_keys=True),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    buffer = io.BytesIO()
+    # to a file object, torch names the archive's records "archive/...", not after the file
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def load_probe(path, *, device: str = "cpu") -> FittedProbe:
-    """Read a probe written by ``save_probe``, its network on ``device`` in eval mode."""
+def _read_payload(path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such probe file")
@@ -67,6 +81,21 @@ def load_probe(path, *, device: str = "cpu") -> FittedProbe:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ModelError(f"{path}: not a readable probe file ({error})") from None
+    return payload
+
+
+def probe_identity(path):
+    """The ``identity`` a probe file was saved with (None where it has none)."""
+    try:
+        return json.loads(_read_payload(path)["metadata"]).get("identity")
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"{path}: probe file is inconsistent ({error})") from None
+
+
+def load_probe(path, *, device: str = "cpu") -> FittedProbe:
+    """Read a probe written by ``save_probe``, its network on ``device`` in eval mode."""
+    path = Path(path)
+    payload = _read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path}: not a {FORMAT} file")
     if payload.get("version") != VERSION:
