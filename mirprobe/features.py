@@ -193,8 +193,6 @@ def extract_shard(
     embed_s = time.perf_counter() - embed_started
     excluded += _settle(unusable, on_bad_audio=on_bad_audio, what=what)
 
-    from .provenance import checked_code_record, environment_record
-
     profile = {
         "device": str(device),
         "extractor": extractor.name,
@@ -210,15 +208,33 @@ def extract_shard(
         "clips_per_s": round(len(to_embed) / embed_s, 3) if embed_s > 0 else None,
         **{k: round(v, 1) for k, v in peak_memory_mb(device).items()},
     }
+    arrays = {
+        f"layer:{layer}": (np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32))
+        for layer, chunks in outputs.items()
+    }
+    write_feature_shard(
+        out_path,
+        clip_ids=clip_ids,
+        arrays=arrays,
+        excluded=excluded,
+        profile=profile,
+        extractor=extractor,
+        device=device,
+        code=code,
+    )
+    print(json.dumps(profile, sort_keys=True), file=sys.stderr)
+    return profile
+
+
+def write_feature_shard(out_path, *, clip_ids, arrays, excluded, profile, extractor, device, code):
+    """Complete ``profile`` (source, environment, code) and write the shard atomically."""
+    from .provenance import checked_code_record, environment_record
+
     if extractor.source_record() is not None:
         profile["source"] = extractor.source_record()
     profile["environment"] = environment_record(device=device)
     if code is not None:
         profile["code"] = checked_code_record(code)
-    arrays = {
-        f"layer:{layer}": (np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32))
-        for layer, chunks in outputs.items()
-    }
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(
@@ -228,8 +244,6 @@ def extract_shard(
                 excluded=np.array(json.dumps(excluded, sort_keys=True)),
                 **arrays,
             )
-    print(json.dumps(profile, sort_keys=True), file=sys.stderr)
-    return profile
 
 
 def feature_shard_exclusions(paths):
@@ -320,8 +334,6 @@ def extract_dataset_batch(
         clip_ids = [c for c, k in zip(clip_ids, keep, strict=True) if k]
     embed_s = time.perf_counter() - embed_started
 
-    from .provenance import environment_record
-
     profile = {
         "device": str(device),
         "extractor": extractor.name,
@@ -343,22 +355,16 @@ def extract_dataset_batch(
         },
         **{k: round(v, 1) for k, v in peak_memory_mb(device).items()},
     }
-    if extractor.source_record() is not None:
-        profile["source"] = extractor.source_record()
-    profile["environment"] = environment_record(device=device)
-    if code is not None:
-        from .provenance import checked_code_record
-
-        profile["code"] = checked_code_record(code)
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                clip_ids=np.array(clip_ids, dtype=str),
-                profile=np.array(json.dumps(profile, sort_keys=True)),
-                excluded=np.array(json.dumps(excluded, sort_keys=True)),
-                **arrays,
-            )
+    write_feature_shard(
+        out_path,
+        clip_ids=clip_ids,
+        arrays=arrays,
+        excluded=excluded,
+        profile=profile,
+        extractor=extractor,
+        device=device,
+        code=code,
+    )
     print(json.dumps({k: v for k, v in profile.items() if k != "batch"}), file=sys.stderr)
     return profile
 

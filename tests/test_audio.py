@@ -7,7 +7,7 @@ import soundfile as sf
 
 from conftest import fixture_path
 from mirprobe.audio import load_audio, read_manifest, resample_shard, shard_slices
-from mirprobe.datasets.base import write_metadata
+from mirprobe.datasets.base import file_sha256, write_metadata
 from mirprobe.errors import AudioDecodeError, ConfigError
 
 
@@ -177,6 +177,11 @@ def test_audio_beyond_full_scale_is_scaled_not_clipped_and_recorded(tmp_path):
     loud = 5.0 * tone(freq=300)
     peak = float(np.abs(loud).max())  # 2.4999
     sf.write(tmp_path / "audio" / "c1.wav", loud, 22050, subtype="FLOAT")
+    # the loud file is the prepared one: its digest is what prepare_dataset recorded
+    files = sorted(f"audio/{p.name}" for p in (tmp_path / "audio").glob("*.wav"))
+    pd.DataFrame(
+        {"audio_path": files, "sha256": [file_sha256(tmp_path / f) for f in files]}
+    ).to_csv(tmp_path / "checksums.tsv", sep="\t", index=False)
     with pytest.warns(UserWarning, match=rf"c1 .*peak {peak:.4f} beyond full scale; scaled by 1/"):
         record = resample(
             metadata_path=metadata,
