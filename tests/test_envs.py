@@ -34,6 +34,7 @@ CONDA_NAME = {
     "mirdata": "mirdata",
     "transformers": "transformers",
     "safetensors": "safetensors",
+    "huggingface_hub": "huggingface_hub",
     "jukebox_infer": "jukebox-infer",
     "tensorflow": "tensorflow",
     "h5py": "h5py",
