@@ -3,9 +3,9 @@
 # probes selected on validation -> one table, each cell with its provenance.
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from mirprobe.config import check_config_files, check_names
+from mirprobe.config import check_config_files
 
 min_version("9.0")
 
@@ -18,29 +18,26 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-# Before the schema: YAML keeps the last of two equal keys silently, and a name
-# that cannot be a path or wildcard is best explained in words.
+# YAML keeps the last of two equal keys silently: checked in the files, before
+# the config is validated, once, in rules/common.smk (mirprobe.config.validate_config).
 check_config_files(workflow.configfiles)
-check_names(config)
-validate(config, "schemas/config.schema.yaml")
 
 
 report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-
-
-rule all:
-    default_target: True
-    input:
-        final_outputs(),
-    localrule: True
-
-
 include: "rules/datasets.smk"
 include: "rules/audio.smk"
 include: "rules/features.smk"
 include: "rules/probes.smk"
 include: "rules/tables.smk"
 include: "rules/compare.smk"
+
+
+# last: its targets are the other rules' outputs (rules.X.output)
+rule all:
+    default_target: True
+    input:
+        final_outputs(),
+    localrule: True

@@ -7,6 +7,15 @@ in manifest order), one ``layer:<name>`` array ``(n_clips, dim)`` per layer,
 (``clip_id``, ``source``, ``reason``). Clips the resampling step excluded are
 not embedded; they stay listed in the shard manifest with their reason.
 
+A feature shard also carries, as the JSON string ``dataset``, what the stages
+after it need of the dataset, so that they read feature shards only
+(:func:`shard_dataset`, :func:`load_shard_datasets`): the metadata of every
+clip it accounts for (embedded or excluded: ``clips``, with ``split``,
+``label``, ``song_id`` and ``row``, the clip's position in metadata.csv), the
+clips the resampling excluded (``excluded_at_resampling``, with their reasons),
+the records of the audio shards it read (``resample``) and the dataset's
+prepare record (``prepare``: task type, labels, checksums, source).
+
 Checks at extraction, under the run's bad-audio policy (``error``: one error
 naming every bad clip of the shard, the first ``MAX_LISTED``; ``exclude``: the
 clip is left out of the feature shard and listed in ``excluded`` with its
@@ -62,6 +71,109 @@ def peak_memory_mb(device):
             return peak
         peak["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return peak
+
+
+def shard_dataset(shard_dirs, clip_ids):
+    """What a feature shard carries of the dataset (see the module docstring), for the
+    clips ``clip_ids`` (embedded or excluded) of the resampled shards ``shard_dirs``."""
+    from .audio import read_manifest
+
+    wanted = set(clip_ids)
+    prepare, resample, clips, excluded = None, [], [], []
+    for shard_dir in map(Path, shard_dirs):
+        path = shard_dir / "stage.json"
+        if not path.is_file():
+            raise DataError(
+                f"{path}: resampling record missing (the shard was not written by the "
+                f"resample rule, or only partly); remake the shard: "
+                f"snakemake --forcerun {shard_dir}"
+            )
+        with open(path) as handle:
+            record = json.load(handle)
+        if "prepare" not in record or "clips" not in record:
+            raise DataError(
+                f"{path}: the resampling record lacks the dataset's metadata or prepare "
+                f"record (written by an older mirprobe, or without prepare_record_path); "
+                f"remake the shard: snakemake --forcerun {shard_dir}"
+            )
+        if prepare is not None and record["prepare"] != prepare:
+            raise DataError(
+                f"{path}: made from another preparation of the dataset than {shard_dirs[0]}"
+            )
+        prepare = record["prepare"]
+        resample.append({k: v for k, v in record.items() if k not in ("prepare", "clips")})
+        clips += [c for c in record["clips"] if c["clip_id"] in wanted]
+        manifest = read_manifest(shard_dir)
+        excluded += [
+            {"clip_id": row.clip_id, "source": row.source, "reason": row.reason}
+            for row in manifest[manifest["status"] != "ok"].itertuples(index=False)
+            if row.clip_id in wanted
+        ]
+    return {
+        "prepare": prepare,
+        "resample": resample,
+        "clips": clips,
+        "excluded_at_resampling": excluded,
+    }
+
+
+class ShardDataset:
+    """The dataset as the feature shards of one representation carry it (load_shard_datasets).
+
+    ``prepare``: the prepare record; ``resample``: the audio shards' records, one per
+    shard; ``metadata``: a table of ``clip_id``, ``split``, ``label``, ``song_id`` in
+    metadata.csv order; ``excluded``: clips excluded at resampling, then at extraction.
+    """
+
+    def __init__(self, prepare, resample, metadata, excluded):
+        self.prepare, self.resample = prepare, resample
+        self.metadata, self.excluded = metadata, excluded
+
+
+def load_shard_datasets(paths):
+    """The dataset the feature shards ``paths`` carry (:class:`ShardDataset`).
+
+    The shards must come from one preparation of the dataset and, together,
+    account for each of its clips once: a missing or repeated shard is an error."""
+    import pandas as pd
+
+    prepare, resample, clips, at_resampling, at_extraction = None, {}, [], [], []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as shard:
+            if "dataset" not in shard.files:
+                raise DataError(
+                    f"{path}: the feature shard carries no dataset record (written by an older "
+                    f"mirprobe); remake it: snakemake --forcerun {path}"
+                )
+            carried = json.loads(str(shard["dataset"]))
+            at_extraction += json.loads(str(shard["excluded"]))
+        if prepare is not None and carried["prepare"] != prepare:
+            raise DataError(f"{path}: made from another preparation of the dataset than {paths[0]}")
+        prepare = carried["prepare"]
+        for record in carried["resample"]:
+            # batches spanning the dataset each carry the records of the shards they read
+            resample.setdefault(record.get("shard"), record)
+        clips += carried["clips"]
+        at_resampling += carried["excluded_at_resampling"]
+    if prepare is None:
+        raise DataError("no feature shards given")
+    rows = sorted(c["row"] for c in clips)
+    if rows != list(range(prepare["n_clips"])):
+        repeated = sorted({r for r in rows if rows.count(r) > 1})
+        raise DataError(
+            f"feature shards {[str(p) for p in paths]} account for {len(rows)} clips of the "
+            f"dataset's {prepare['n_clips']}"
+            + (f" (rows {repeated[:5]} more than once)" if repeated else " (a shard is missing?)")
+        )
+    metadata = pd.DataFrame(
+        sorted(clips, key=lambda c: c["row"]), columns=["clip_id", "split", "label", "song_id"]
+    )
+    return ShardDataset(
+        prepare,
+        [resample[k] for k in sorted(resample)],
+        metadata,
+        at_resampling + at_extraction,
+    )
 
 
 def _settle(problems, *, on_bad_audio, what):
@@ -122,6 +234,7 @@ def extract_shard(
     dataset=None,
     on_bad_audio="error",
     code=None,
+    carry_dataset=False,
 ):
     """Embed every good clip of a resampled shard; write the feature shard atomically.
 
@@ -129,7 +242,9 @@ def extract_shard(
     features by clip id rather than audio (``reads_audio = False``).
     ``on_bad_audio`` applies to clips too short for the extractor and to
     non-finite features (see the module docstring). ``code``
-    (:func:`mirprobe.provenance.code_record`) is the code the job runs.
+    (:func:`mirprobe.provenance.code_record`) is the code the job runs. With
+    ``carry_dataset`` (the workflow's extract stage), the shard carries the dataset
+    read from the resampled shard's record (see the module docstring).
     """
     from tqdm import tqdm
 
@@ -139,6 +254,7 @@ def extract_shard(
         raise ConfigError(f"on_bad_audio={on_bad_audio!r}; allowed {BAD_AUDIO_POLICIES}")
     shard_dir = Path(shard_dir)
     manifest = read_manifest(shard_dir)
+    carried = shard_dataset([shard_dir], manifest["clip_id"].tolist()) if carry_dataset else None
     good = manifest[manifest["status"] == "ok"]
     layers = extractor.check_layers(layers)
     if not extractor.reads_audio and dataset is None:
@@ -221,13 +337,17 @@ def extract_shard(
         extractor=extractor,
         device=device,
         code=code,
+        dataset=carried,
     )
     print(json.dumps(profile, sort_keys=True), file=sys.stderr)
     return profile
 
 
-def write_feature_shard(out_path, *, clip_ids, arrays, excluded, profile, extractor, device, code):
-    """Complete ``profile`` (source, environment, code) and write the shard atomically."""
+def write_feature_shard(
+    out_path, *, clip_ids, arrays, excluded, profile, extractor, device, code, dataset
+):
+    """Complete ``profile`` (source, environment, code) and write the shard atomically,
+    with ``dataset`` (:func:`shard_dataset`; None: none) carried along."""
     from .provenance import checked_code_record, environment_record
 
     if extractor.source_record() is not None:
@@ -242,6 +362,11 @@ def write_feature_shard(out_path, *, clip_ids, arrays, excluded, profile, extrac
                 clip_ids=np.array(clip_ids, dtype=str),
                 profile=np.array(json.dumps(profile, sort_keys=True)),
                 excluded=np.array(json.dumps(excluded, sort_keys=True)),
+                **(
+                    {}
+                    if dataset is None
+                    else {"dataset": np.array(json.dumps(dataset, sort_keys=True))}
+                ),
                 **arrays,
             )
 
@@ -268,6 +393,7 @@ def extract_dataset_batch(
     dataset=None,
     on_bad_audio="error",
     code=None,
+    carry_dataset=False,
 ):
     """Embed batch ``batch_index`` of a dataset as one forward pass, for extractors
     whose features depend on their batch-mates; write it as a feature shard.
@@ -276,6 +402,7 @@ def extract_dataset_batch(
     manifests of ``shard_dirs`` (all the dataset's audio shards), so they do not
     depend on the shard size; clips the resampling excluded are left out of
     their batch. The profile's ``batch`` records the rule and the batch's clips.
+    ``carry_dataset``: as for :func:`extract_shard`, for the batch's clips.
     """
     from .audio import load_audio, read_manifest
 
@@ -290,6 +417,9 @@ def extract_dataset_batch(
             f"of {len(list(shard_dirs))} audio shards make {len(batches)} batches"
         )
     members = batches[batch_index]
+    carried = (
+        shard_dataset(sorted({shard_of[c] for c in members}), members) if carry_dataset else None
+    )
     clip_ids = [c for c in members if status[c] == "ok"]
     layers = extractor.check_layers(layers)
     # the checks of extract_shard: too short before the model loads, non-finite after
@@ -364,6 +494,7 @@ def extract_dataset_batch(
         extractor=extractor,
         device=device,
         code=code,
+        dataset=carried,
     )
     print(json.dumps({k: v for k, v in profile.items() if k != "batch"}), file=sys.stderr)
     return profile

@@ -437,6 +437,9 @@ def build_cell_record(
         "data": {
             "dataset": task,
             "kind": prepare_record.get("kind"),
+            # what the table needs of the task: it reads provenance records only
+            "task_type": prepare_record.get("task_type"),
+            "labels": prepare_record.get("labels"),
             "metadata_sha256": prepare_record.get("metadata_sha256"),
             "audio_sha256": prepare_record.get("audio_sha256"),
             "n_audio_files": prepare_record.get("n_audio_files"),

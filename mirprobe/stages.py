@@ -83,16 +83,24 @@ def resample(
     on_bad_audio,
     expected_clips,
     checksums_path=None,
+    prepare_record_path=None,
 ):
     """Resample one shard of a dataset to mono WAV at ``sr``.
 
     The shard's source files are first checked against the digests that
     ``prepare_dataset`` recorded (``checksums_path``, by default the
     ``checksums.tsv`` beside the metadata), so a file replaced since is caught.
+
+    The shard's record (``stage.json``) also holds what the stages after
+    extraction need of the dataset, which the feature shards carry on (see
+    mirprobe.features): the metadata of the shard's clips (``clips``) and the
+    dataset's record ``prepare_record_path`` (``prepare``; the workflow always
+    gives it, extraction refuses a shard without it).
     """
     import pandas as pd
 
-    from .audio import resample_shard, verify_shard_sources
+    from .audio import resample_shard, shard_slices, verify_shard_sources
+    from .datasets.base import read_metadata
 
     started = time.perf_counter()
     code = code_record("resample")
@@ -123,6 +131,19 @@ def resample(
         # the digest of each source file, verified against checksums.tsv
         source_sha256=sources,
     )
+    table = read_metadata(metadata_path)
+    start, stop = shard_slices(len(table), shard_size)[shard]
+    # ``row``: the clip's position in metadata.csv, whose order the splits keep
+    record["clips"] = [
+        {"row": row, "clip_id": c, "split": split, "label": label, "song_id": song}
+        for row, c, split, label, song in zip(
+            range(start, stop),
+            *(table[k].iloc[start:stop].tolist() for k in ("clip_id", "split", "label", "song_id")),
+            strict=True,
+        )
+    ]
+    if prepare_record_path is not None:
+        record["prepare"] = _read_json(prepare_record_path)
     write_json(Path(out_dir) / "stage.json", record)
     return record
 
@@ -166,6 +187,7 @@ def extract(
                 dataset=dataset,
                 on_bad_audio=on_bad_audio,
                 code=code,
+                carry_dataset=True,
             )
         return extract_shard(
             shard_dir,
@@ -177,40 +199,28 @@ def extract(
             dataset=dataset,
             on_bad_audio=on_bad_audio,
             code=code,
+            carry_dataset=True,
         )
 
 
-def _excluded_clips(shard_dirs, feature_paths=()):
-    """Clips excluded by resampling (shard manifests), then at extraction (feature shards)."""
-    from .audio import read_manifest
-    from .features import feature_shard_exclusions
-
-    excluded = []
-    for shard_dir in shard_dirs:
-        manifest = read_manifest(shard_dir)
-        for row in manifest[manifest["status"] != "ok"].itertuples(index=False):
-            excluded.append({"clip_id": row.clip_id, "source": row.source, "reason": row.reason})
-    return excluded + feature_shard_exclusions(feature_paths)
-
-
-def _probe_data(*, metadata_path, prepare_record_path, feature_paths, shard_dirs, layer):
-    from .datasets.base import read_metadata
-    from .features import load_feature_shards
+def _probe_data(*, feature_paths, layer):
+    """The dataset's prepare record, the split arrays of ``layer`` and the excluded
+    clips, all from the feature shards (which carry the dataset, see mirprobe.features)."""
+    from .features import load_feature_shards, load_shard_datasets
     from .tasks import split_arrays
 
-    prepared = _read_json(prepare_record_path)
-    metadata = read_metadata(metadata_path)
+    carried = load_shard_datasets(feature_paths)
+    prepared = carried.prepare
     clip_ids, X, _ = load_feature_shards(feature_paths, layer=layer)
-    excluded = _excluded_clips(shard_dirs, feature_paths)
     splits = split_arrays(
-        metadata,
+        carried.metadata,
         clip_ids,
         X,
         task_type=prepared["task_type"],
         labels=prepared["labels"],
-        excluded={e["clip_id"]: e["reason"] for e in excluded},
+        excluded={e["clip_id"]: e["reason"] for e in carried.excluded},
     )
-    return prepared, splits, excluded
+    return prepared, splits, carried.excluded
 
 
 def _song_groups(prepared, split):
@@ -220,10 +230,7 @@ def _song_groups(prepared, split):
 
 def train_probe(
     *,
-    metadata_path,
-    prepare_record_path,
     feature_paths,
-    shard_dirs,
     layer,
     probe_config,
     seed,
@@ -239,13 +246,7 @@ def train_probe(
     started = time.perf_counter()
     code = code_record("train_probe")
     device = resolve_device(device)
-    prepared, splits, excluded = _probe_data(
-        metadata_path=metadata_path,
-        prepare_record_path=prepare_record_path,
-        feature_paths=feature_paths,
-        shard_dirs=shard_dirs,
-        layer=layer,
-    )
+    prepared, splits, excluded = _probe_data(feature_paths=feature_paths, layer=layer)
     configs = expand_grid(
         probe_config["grid"],
         eval_every=probe_config["eval_every"],
@@ -308,10 +309,7 @@ def train_probe(
 
 def evaluate_probe(
     *,
-    metadata_path,
-    prepare_record_path,
     feature_paths,
-    shard_dirs,
     layer,
     probe_path,
     device,
@@ -327,13 +325,7 @@ def evaluate_probe(
     started = time.perf_counter()
     code = code_record("evaluate_probe")
     device = resolve_device(device)
-    prepared, splits, excluded = _probe_data(
-        metadata_path=metadata_path,
-        prepare_record_path=prepare_record_path,
-        feature_paths=feature_paths,
-        shard_dirs=shard_dirs,
-        layer=layer,
-    )
+    prepared, splits, excluded = _probe_data(feature_paths=feature_paths, layer=layer)
     probe = load_probe(probe_path)
     # which probe file this record scores: provenance checks it is train.json's
     probe_file = {"identity": probe_identity(probe_path), "sha256": file_sha256(probe_path)}
@@ -371,8 +363,6 @@ def cell_provenance(
     config,
     config_sha256,
     workflow_dir,
-    prepare_record_path,
-    shard_dirs,
     feature_paths,
     train_record_path,
     test_record_path,
@@ -381,6 +371,7 @@ def cell_provenance(
     """Write the provenance record of one table cell."""
     import numpy as np
 
+    from .features import load_shard_datasets
     from .identity import check_cell
     from .provenance import build_cell_record
 
@@ -395,16 +386,8 @@ def cell_provenance(
         test_path=test_record_path,
     )
 
-    resample_records = []
-    for shard_dir in shard_dirs:
-        path = Path(shard_dir) / "stage.json"
-        if not path.is_file():
-            raise DataError(
-                f"{path}: resampling record missing (the shard was not written by the "
-                f"resample rule, or only partly); remake the shard: "
-                f"snakemake --forcerun {shard_dir}"
-            )
-        resample_records.append(_read_json(path))
+    # the dataset's records, as the feature shards carry them (see mirprobe.features)
+    carried = load_shard_datasets(feature_paths)
     profiles = []
     for path in feature_paths:
         with np.load(path, allow_pickle=False) as shard:
@@ -417,8 +400,8 @@ def cell_provenance(
         config=config,
         config_sha256=config_sha256,
         workflow_dir=workflow_dir,
-        prepare_record=_read_json(prepare_record_path),
-        resample_records=resample_records,
+        prepare_record=carried.prepare,
+        resample_records=carried.resample,
         feature_profiles=profiles,
         train_record=train_record,
         test_record=test_record,
@@ -431,59 +414,67 @@ def cell_provenance(
 
 def assemble_table(
     *,
-    cells,
-    rows,
     datasets,
     probe_config,
-    test_record_paths,
-    prepare_record_paths,
+    provenance_paths,
     out_paths,
     published=(),
-    provenance_paths=(),
     representation_labels=None,
 ):
-    """Write the results table from the test records of every cell.
+    """Write the results table from the provenance records of its cells.
 
-    ``provenance_paths`` (aligned with ``cells``) give each cell's validation
-    score, from which the markdown table notes the layer each multi-layer
-    representation would be read at, chosen on validation.
+    A record says which cell it is (``cell``: task, representation, layer, row
+    title) and holds the cell's test and validation metrics, clip counts and
+    the task's type and labels; rows come in the order of ``provenance_paths``,
+    column groups in that of ``datasets`` (the config's entries). From the
+    validation scores, the markdown table notes the layer each multi-layer
+    representation would be read at.
     """
     import math
 
     from .identity import check_table_cell
     from .tables import table_metrics, write_tables
 
-    prepared = {}
-    for path in prepare_record_paths:
-        prepared[Path(path).parent.name] = _read_json(path)
-    records = {}
-    for (dataset, representation, layer), path in zip(cells, test_record_paths, strict=True):
-        records[(f"{representation}/{layer}", dataset)] = _read_json(path)
-    valid_primary, code_warnings = {}, []
-    for (dataset, representation, layer), path, test_path in zip(
-        *((cells, provenance_paths, test_record_paths) if provenance_paths else ((), (), ())),
-        strict=True,
-    ):
+    records, valid_primary, code_warnings, rows, tasks_of = {}, {}, [], {}, {}
+    for path in provenance_paths:
         provenance = _read_json(path)
-        # a provenance record of another run or of another probe is an error, not a cell
+        cell = provenance["cell"]
+        row, dataset = (cell["representation"], cell["layer"]), cell["task"]
+        if (row, dataset) in records:
+            raise DataError(f"{path}: a second record of cell {dataset} / {'/'.join(row)}")
+        if rows.setdefault(row, cell["row"]) != cell["row"]:
+            raise DataError(f"{path}: row title {cell['row']!r}, another cell has {rows[row]!r}")
+        # a provenance record of another run is an error, not a cell; its test record
+        # was checked against it when it was written (identity.check_cell)
         check_table_cell(
             provenance,
-            records[(f"{representation}/{layer}", dataset)],
+            {"probe": provenance.get("probe_identity"), "metrics": provenance["test_metrics"]},
             probe_config=probe_config,
             provenance_path=path,
-            test_path=test_path,
+            test_path=path,
         )
-        valid_primary[(f"{representation}/{layer}", dataset)] = provenance["valid_metrics"][
-            "primary"
-        ]
+        clips = provenance["clips"]
+        records[(row, dataset)] = {
+            "metrics": provenance["test_metrics"],
+            "clip_counts": {k: clips[k] for k in ("train", "valid", "test")},
+            "n_excluded": len(clips["excluded"]),
+        }
+        tasks_of.setdefault(dataset, provenance["data"])
+        valid_primary[(row, dataset)] = provenance["valid_metrics"]["primary"]
         code = provenance.get("code") or {}
         if not code.get("consistent", False):
             problems = code.get("problems") or ["the record has no account of its code"]
-            code_warnings += [f"{dataset} / {representation}/{layer}: {p}" for p in problems]
+            code_warnings += [f"{dataset} / {'/'.join(row)}: {p}" for p in problems]
+    missing = [f"{d} / {'/'.join(r)}" for d in datasets for r in rows if (r, d) not in records]
+    if missing or set(tasks_of) - set(datasets):
+        raise DataError(
+            f"provenance records {[str(p) for p in provenance_paths]}: no record of cells "
+            f"{missing}, or of datasets not configured {sorted(set(tasks_of) - set(datasets))}"
+        )
     tasks = []
     for dataset, entry in datasets.items():
-        record = prepared[dataset]
-        metrics = table_metrics(record["task_type"], entry.get("metrics"), record["labels"])
+        data = tasks_of[dataset]
+        metrics = table_metrics(data["task_type"], entry.get("metrics"), data["labels"])
         tasks.append((dataset, entry.get("label") or dataset, metrics))
     if probe_config["trainer"] == "sklearn_cv":
         note = (
@@ -496,7 +487,7 @@ def assemble_table(
     write_tables(
         records,
         tasks=tasks,
-        rows=[tuple(r) for r in rows],
+        rows=list(rows.items()),
         paths=paths,
         protocol_note=note,
         published=published,

@@ -55,7 +55,7 @@ def build_table(cells, *, tasks, rows):
     """Header and rows of the table.
 
     ``tasks``: ordered ``[(task, title, metrics)]``; ``rows``: ordered
-    ``[(row_key, title)]``; ``cells``: ``{(row_key, task): test record}``.
+    ``[(row_key, title)]``, a row key being ``(representation, layer)``; ``cells``: ``{(row_key, task): test record}``.
     """
     header = ["Representation"] + [
         f"{title} {metric_title(m)}" for _, title, metrics in tasks for m in metrics
@@ -91,8 +91,7 @@ def layer_choices(cells, valid_primary, *, tasks, rows, labels):
     """Per multi-layer representation and task, the layer with the best validation
     score (the first in config order on a tie) and that layer's test score."""
     layers_of = {}
-    for row_key, _ in rows:
-        representation, layer = row_key.rsplit("/", 1)
+    for (representation, layer), _ in rows:
         layers_of.setdefault(representation, []).append(layer)
     lines = []
     for representation, layers in layers_of.items():
@@ -100,7 +99,7 @@ def layer_choices(cells, valid_primary, *, tasks, rows, labels):
             continue
         parts = []
         for task, title, _ in tasks:
-            keys = [(f"{representation}/{layer}", task) for layer in layers]
+            keys = [((representation, layer), task) for layer in layers]
             if any(key not in valid_primary for key in keys):
                 continue
             best = max(range(len(layers)), key=lambda i: (valid_primary[keys[i]], -i))

@@ -1,7 +1,9 @@
 rule resample:
     input:
-        metadata="results/datasets/{dataset}/metadata.csv",
-        checksums="results/datasets/{dataset}/checksums.tsv",
+        metadata=rules.prepare_dataset.output.metadata,
+        checksums=rules.prepare_dataset.output.checksums,
+        # carried on by the shard's record, then the feature shards (mirprobe.features)
+        prepared=rules.prepare_dataset.output.record,
     output:
         directory("results/audio/{dataset}/sr{sr}/shard-{shard}"),
     log:

@@ -12,6 +12,7 @@ sys.path.insert(0, workflow.basedir)
 from mirprobe.audio import shard_slices
 from mirprobe.config import (
     config_hash,
+    representation_layers,
     resolve_comparisons,
     table_row_title,
     validate_config,
@@ -20,6 +21,7 @@ from mirprobe.datasets import build_dataset
 from mirprobe.extractors import get_extractor_class
 from mirprobe.provenance import rule_code_sha256
 
+# the one validation of the config: schema, names, plug-in params, defaults filled
 config.update(validate_config(config))
 CONFIG_SHA256 = config_hash(config)
 DATASETS = {
@@ -31,6 +33,10 @@ EXTRACTORS = {
     for name, entry in config["representations"].items()
 }
 COMPARISONS = {pair["id"]: pair for pair in resolve_comparisons(config)}
+#: the probed (hence extracted) layers of each representation, as strings
+LAYERS = {
+    name: representation_layers(config, name) for name in config["representations"]
+}
 
 
 # names are identifiers (validate_config); escaped all the same, as they are patterns here
@@ -59,14 +65,6 @@ def extractor_module(representation):
     return EXTRACTORS[representation].__module__
 
 
-def layers_of(representation):
-    entry = config["representations"][representation]
-    layers = entry["layers"]
-    if layers is None:
-        layers = EXTRACTORS[representation].default_layers_for(entry["params"])
-    return [str(layer) for layer in layers]
-
-
 def shards_of(dataset):
     n_clips = DATASETS[dataset].num_clips()
     n_shards = len(shard_slices(n_clips, config["datasets"][dataset]["shard_size"]))
@@ -79,7 +77,7 @@ def sample_rate_of(representation):
 
 def audio_shard_dir(dataset, representation, shard):
     sr = sample_rate_of(representation)
-    return f"results/audio/{dataset}/sr{sr}/shard-{shard}"
+    return expand(rules.resample.output[0], dataset=dataset, sr=sr, shard=shard)[0]
 
 
 def extract_audio(wildcards):
@@ -117,7 +115,7 @@ def feature_shards(wildcards):
 
 def feature_shards_of(dataset, representation):
     return expand(
-        "results/features/{dataset}/{representation}/shard-{shard}.npz",
+        rules.extract.output[0],
         dataset=dataset,
         representation=representation,
         shard=feature_shard_ids(dataset, representation),
@@ -127,11 +125,9 @@ def feature_shards_of(dataset, representation):
 def comparison_outputs():
     if not COMPARISONS:
         return []
-    return [
-        f"results/compare/{dataset}/{pair}.json"
-        for dataset in DATASETS
-        for pair in COMPARISONS
-    ] + ["results/compare.md"]
+    return expand(
+        rules.compare_features.output[0], dataset=DATASETS, pair=COMPARISONS
+    ) + [rules.compare_summary.output[0]]
 
 
 def needs_gpu(representation):
@@ -159,21 +155,21 @@ def row_title(representation, layer):
     return table_row_title(config, representation, layer)
 
 
-def table_rows():
-    return [
-        (f"{rep}/{layer}", row_title(rep, layer))
-        for rep in config["representations"]
-        for layer in layers_of(rep)
-    ]
-
-
 def cells():
     return [
         (dataset, rep, layer)
         for dataset in DATASETS
         for rep in config["representations"]
-        for layer in layers_of(rep)
+        for layer in LAYERS[rep]
     ]
+
+
+def cell_outputs(pattern):
+    """``pattern`` (a rule's output) for every table cell, in the table's order."""
+    datasets, representations, layers = zip(*cells())
+    return expand(
+        pattern, zip, dataset=datasets, representation=representations, layer=layers
+    )
 
 
 def table_outputs():
@@ -181,18 +177,19 @@ def table_outputs():
 
 
 def final_outputs():
-    provenance = [
-        f"results/provenance/{dataset}/{rep}/{layer}.json"
-        for dataset, rep, layer in cells()
-    ]
     # Feature shards are targets too: they are the costly, reusable product, and
     # Snakemake (>= 7.7) does not remake a deleted intermediate file whose
     # consumers are up to date; as targets, a deleted shard is remade and
     # everything downstream of it reruns.
     features = [
-        f"results/features/{dataset}/{rep}/shard-{shard}.npz"
+        path
         for dataset in DATASETS
         for rep in config["representations"]
-        for shard in feature_shard_ids(dataset, rep)
+        for path in feature_shards_of(dataset, rep)
     ]
-    return table_outputs() + provenance + features + comparison_outputs()
+    return (
+        table_outputs()
+        + cell_outputs(rules.provenance.output[0])
+        + features
+        + comparison_outputs()
+    )

@@ -24,11 +24,7 @@ rule compare_features:
 
 rule compare_summary:
     input:
-        [
-            f"results/compare/{dataset}/{pair}.json"
-            for dataset in DATASETS
-            for pair in COMPARISONS
-        ],
+        expand(rules.compare_features.output[0], dataset=DATASETS, pair=COMPARISONS),
     output:
         report(
             "results/compare.md", caption="../report/compare.rst", category="Results"

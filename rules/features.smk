@@ -16,7 +16,7 @@ rule extract:
         runtime=120,
     params:
         representation_config=lambda wc: config["representations"][wc.representation],
-        layers=lambda wc: layers_of(wc.representation),
+        layers=lambda wc: LAYERS[wc.representation],
         device=config["device"],
         dataset_kind=lambda wc: config["datasets"][wc.dataset]["kind"],
         on_bad_audio=config["audio"]["on_bad_audio"],

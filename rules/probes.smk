@@ -1,9 +1,7 @@
 rule train_probe:
     input:
-        metadata="results/datasets/{dataset}/metadata.csv",
-        prepared="results/datasets/{dataset}/prepare.json",
+        # the feature shards carry the clips, splits, labels and exclusions (mirprobe.features)
         features=feature_shards,
-        audio=audio_shard_dirs,
     output:
         probe="results/probes/{dataset}/{representation}/{layer}/probe.pt",
         record="results/probes/{dataset}/{representation}/{layer}/train.json",
@@ -29,11 +27,8 @@ rule train_probe:
 
 rule evaluate_probe:
     input:
-        metadata="results/datasets/{dataset}/metadata.csv",
-        prepared="results/datasets/{dataset}/prepare.json",
         features=feature_shards,
-        audio=audio_shard_dirs,
-        probe="results/probes/{dataset}/{representation}/{layer}/probe.pt",
+        probe=rules.train_probe.output.probe,
     output:
         "results/probes/{dataset}/{representation}/{layer}/test.json",
     log:

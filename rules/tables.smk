@@ -1,10 +1,9 @@
 rule provenance:
     input:
-        prepared="results/datasets/{dataset}/prepare.json",
-        audio=audio_shard_dirs,
+        # the dataset's and the resampling's records come with the feature shards
         features=feature_shards,
-        train="results/probes/{dataset}/{representation}/{layer}/train.json",
-        test="results/probes/{dataset}/{representation}/{layer}/test.json",
+        train=rules.train_probe.output.record,
+        test=rules.evaluate_probe.output[0],
     output:
         "results/provenance/{dataset}/{representation}/{layer}.json",
     log:
@@ -31,15 +30,8 @@ rule provenance:
 
 rule table:
     input:
-        tests=[
-            f"results/probes/{dataset}/{rep}/{layer}/test.json"
-            for dataset, rep, layer in cells()
-        ],
-        provenance=[
-            f"results/provenance/{dataset}/{rep}/{layer}.json"
-            for dataset, rep, layer in cells()
-        ],
-        prepared=expand("results/datasets/{dataset}/prepare.json", dataset=DATASETS),
+        # the table reads provenance records only, each naming its cell
+        provenance=cell_outputs(rules.provenance.output[0]),
     output:
         [
             (
@@ -61,8 +53,6 @@ rule table:
         mem_mb=1000,
         runtime=10,
     params:
-        cells=cells(),
-        rows=table_rows(),
         datasets=config["datasets"],
         probe_config=config["probe"],
         published=config["published"],

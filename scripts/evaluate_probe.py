@@ -18,10 +18,7 @@ from mirprobe.stages import evaluate_probe  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 evaluate_probe(
-    metadata_path=snakemake.input.metadata,  # noqa: F821
-    prepare_record_path=snakemake.input.prepared,  # noqa: F821
     feature_paths=snakemake.input.features,  # noqa: F821
-    shard_dirs=snakemake.input.audio,  # noqa: F821
     layer=snakemake.wildcards.layer,  # noqa: F821
     probe_path=snakemake.input.probe,  # noqa: F821
     device=snakemake.params.device,  # noqa: F821

@@ -22,8 +22,6 @@ cell_provenance(
     config=snakemake.params.config,  # noqa: F821
     config_sha256=snakemake.params.config_sha256,  # noqa: F821
     workflow_dir=snakemake.params.workflow_dir,  # noqa: F821
-    prepare_record_path=snakemake.input.prepared,  # noqa: F821
-    shard_dirs=snakemake.input.audio,  # noqa: F821
     feature_paths=snakemake.input.features,  # noqa: F821
     train_record_path=snakemake.input.train,  # noqa: F821
     test_record_path=snakemake.input.test,  # noqa: F821

@@ -16,6 +16,8 @@ from mirprobe.stages import resample  # noqa: E402
 
 resample(
     metadata_path=snakemake.input.metadata,  # noqa: F821
+    checksums_path=snakemake.input.checksums,  # noqa: F821
+    prepare_record_path=snakemake.input.prepared,  # noqa: F821
     out_dir=snakemake.output[0],  # noqa: F821
     shard=int(snakemake.wildcards.shard),  # noqa: F821
     sr=int(snakemake.wildcards.sr),  # noqa: F821

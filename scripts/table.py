@@ -15,12 +15,8 @@ claim_job(snakemake)  # noqa: F821
 from mirprobe.stages import assemble_table  # noqa: E402
 
 assemble_table(
-    cells=snakemake.params.cells,  # noqa: F821
-    rows=snakemake.params.rows,  # noqa: F821
     datasets=snakemake.params.datasets,  # noqa: F821
     probe_config=snakemake.params.probe_config,  # noqa: F821
-    test_record_paths=snakemake.input.tests,  # noqa: F821
-    prepare_record_paths=snakemake.input.prepared,  # noqa: F821
     out_paths=list(snakemake.output),  # noqa: F821
     published=snakemake.params.published,  # noqa: F821
     provenance_paths=snakemake.input.provenance,  # noqa: F821
