@@ -247,16 +247,35 @@ def _dataset(tmp_path, n, *, corrupt=None):
 
 def _extract_all(metadata, out, *, shard_size, params, n_batches):
     """Resample into shards of ``shard_size``, then run the extract stage per batch."""
-    from mirprobe.audio import resample_shard, shard_slices
-    from mirprobe.stages import extract
+    import json
+
+    import pandas as pd
+
+    from mirprobe.audio import shard_slices
+    from mirprobe.datasets.base import file_sha256
+    from mirprobe.stages import extract, resample
 
     n_clips = sum(1 for _ in open(metadata)) - 1
     shard_dirs = [
         out / "audio" / f"shard-{k:03d}" for k in range(len(shard_slices(n_clips, shard_size)))
     ]
+    # what prepare_dataset records, which resampling checks and the feature shards carry
+    files = [f"audio/c{i}.wav" for i in range(n_clips)]
+    digests = [file_sha256(metadata.parent / f) for f in files]
+    checksums = metadata.with_name("checksums.tsv")
+    pd.DataFrame({"audio_path": files, "sha256": digests}).to_csv(checksums, sep="\t", index=False)
+    metadata.with_name("prepare.json").write_text(json.dumps({"n_clips": n_clips}))
     for k, shard_dir in enumerate(shard_dirs):
-        resample_shard(
-            metadata, shard_dir, shard=k, shard_size=shard_size, sr=12000, on_bad_audio="exclude"
+        resample(
+            metadata_path=metadata,
+            out_dir=shard_dir,
+            shard=k,
+            shard_size=shard_size,
+            sr=12000,
+            on_bad_audio="exclude",
+            expected_clips=n_clips,
+            checksums_path=checksums,
+            prepare_record_path=metadata.with_name("prepare.json"),
         )
     features, profiles = {}, []
     for b in range(n_batches):

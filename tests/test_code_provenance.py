@@ -348,15 +348,16 @@ def test_the_workflow_stops_at_a_source_replaced_after_prepare(tmp_path):
 
 @pytest.mark.workflow
 @requires_fluidsynth
-def test_a_shard_without_its_record_stops_the_provenance_naming_it(finished_run, tmp_path):
+def test_a_shard_without_its_record_stops_the_extraction_naming_it(finished_run, tmp_path):
+    # the feature shards carry the resampling records on to provenance: extraction reads them
     workdir = tmp_path / "run"
     shutil.copytree(finished_run, workdir, symlinks=True)  # mtimes kept: all up to date
     record = workdir / "results" / "audio" / "synth_key" / "sr22050" / "shard-001" / "stage.json"
     record.unlink()
-    cell = workdir / "results" / "provenance" / "synth_key" / "chroma" / "stats.json"
-    cell.unlink()
-    result = run(workdir, str(cell.relative_to(workdir)), check=False)
+    features = workdir / "results" / "features" / "synth_key" / "chroma" / "shard-001.npz"
+    features.unlink()
+    result = run(workdir, str(features.relative_to(workdir)), check=False)
     assert result.returncode != 0
-    log = (workdir / "logs" / "provenance" / "synth_key" / "chroma" / "stats.log").read_text()
+    log = (workdir / "logs" / "extract" / "synth_key" / "chroma" / "shard-001.log").read_text()
     assert f"DataError: {record.relative_to(workdir)}: resampling record missing" in log
-    assert not cell.exists()
+    assert not features.exists()

@@ -157,8 +157,6 @@ def _cell_inputs(workdir):
         "config": provenance["config"]["resolved"],
         "config_sha256": provenance["config"]["sha256"],
         "workflow_dir": str(REPO),
-        "prepare_record_path": str(workdir / "results/datasets/synth_key/prepare.json"),
-        "shard_dirs": sorted(str(p) for p in workdir.glob("results/audio/synth_key/sr*/shard-*")),
         "feature_paths": sorted(
             str(p) for p in workdir.glob("results/features/synth_key/mfcc/shard-*.npz")
         ),
@@ -214,16 +212,7 @@ def test_the_table_refuses_a_provenance_record_of_other_probe_settings(finished_
         finished_run / f"results/provenance/{d}/{r}/{layer}.json" for d, r, layer in cells
     ]
     resolved = json.loads(provenance[0].read_text())["config"]["resolved"]
-    arguments = {
-        "cells": cells,
-        "rows": [("chroma/stats", "Chroma"), ("mfcc/stats", "MFCC")],
-        "datasets": resolved["datasets"],
-        "test_record_paths": [
-            finished_run / f"results/probes/{d}/{r}/{layer}/test.json" for d, r, layer in cells
-        ],
-        "prepare_record_paths": [finished_run / "results/datasets/synth_key/prepare.json"],
-        "provenance_paths": provenance,
-    }
+    arguments = {"datasets": resolved["datasets"], "provenance_paths": provenance}
     assemble_table(**arguments, probe_config=resolved["probe"], out_paths=[tmp_path / "table.md"])
     assert (tmp_path / "table.md").read_text() == (finished_run / "results/table.md").read_text()
     other = {**resolved["probe"], "max_steps": 200}

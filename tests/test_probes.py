@@ -669,12 +669,8 @@ STAGE_PROBE_CONFIG = {
 
 
 def _stage_inputs(tmp_path, task_type):
-    """metadata.csv, prepare.json, one feature shard and its manifest, as the
-    workflow's earlier stages write them, for 60 clips with a learnable signal."""
-    import pandas as pd
-
-    from mirprobe.datasets.base import write_metadata
-
+    """One feature shard, carrying its dataset as the extract stage writes it,
+    for 60 clips with a learnable signal."""
     rng = np.random.default_rng(0)
     labels = {
         "multiclass": ["a", "b", "c"],
@@ -712,38 +708,29 @@ def _stage_inputs(tmp_path, task_type):
             }
         )
         features.append(x)
-    write_metadata(pd.DataFrame(rows), tmp_path / "metadata.csv")
-    (tmp_path / "prepare.json").write_text(json.dumps({"task_type": task_type, "labels": labels}))
-    shard = tmp_path / "shard-000"
-    shard.mkdir()
-    pd.DataFrame(
-        {
-            "clip_id": [r["clip_id"] for r in rows],
-            "source": [r["audio_path"] for r in rows],
-            "status": "ok",
-            "reason": "",
-            "n_samples": 100,
-        }
-    ).to_csv(shard / "manifest.tsv", sep="\t", index=False)
-    (shard / "stage.json").write_text(json.dumps({"stage": "resample", "wall_s": 0.0}))
+    # what the feature shard carries of the dataset (see mirprobe.features)
+    dataset = {
+        "prepare": {"task_type": task_type, "labels": labels, "n_clips": len(rows)},
+        "resample": [{"stage": "resample", "wall_s": 0.0, "shard": 0}],
+        "clips": [
+            {"row": i, **{k: r[k] for k in ("clip_id", "split", "label", "song_id")}}
+            for i, r in enumerate(rows)
+        ],
+        "excluded_at_resampling": [],
+    }
     np.savez(
         tmp_path / "features.npz",
         clip_ids=np.array([r["clip_id"] for r in rows]),
         profile=np.array("{}"),
+        excluded=np.array("[]"),
+        dataset=np.array(json.dumps(dataset)),
         **{
             "layer:x": np.stack(features),
             # a layer without the signal, for the layer choice on validation
             "layer:noise": rng.standard_normal((len(rows), 8)).astype(np.float32),
         },
     )
-    return {
-        "metadata_path": tmp_path / "metadata.csv",
-        "prepare_record_path": tmp_path / "prepare.json",
-        "feature_paths": [tmp_path / "features.npz"],
-        "shard_dirs": [shard],
-        "layer": "x",
-        "device": "cpu",
-    }
+    return {"feature_paths": [tmp_path / "features.npz"], "layer": "x", "device": "cpu"}
 
 
 @pytest.mark.parametrize("task_type", ["multiclass", "key", "multilabel", "regression"])
@@ -779,11 +766,10 @@ def test_one_table_holds_all_four_task_types(tmp_path):
 
     probe_config = STAGE_PROBE_CONFIG
     tasks = ["multiclass", "key", "multilabel", "regression"]
-    cells, tests, provenance, prepared = [], [], [], []
+    provenance = []
     for task in tasks:
         (tmp_path / task).mkdir()
         inputs = _stage_inputs(tmp_path / task, task)
-        prepared.append(inputs["prepare_record_path"])
         for layer in ("x", "noise"):
             inputs["layer"] = layer
             cell = tmp_path / task / "rep" / layer
@@ -804,8 +790,6 @@ def test_one_table_holds_all_four_task_types(tmp_path):
                 config={"seed": 0, "probe": probe_config, "representations": {"rep": {}}},
                 config_sha256="0" * 64,
                 workflow_dir=str(tmp_path),
-                prepare_record_path=inputs["prepare_record_path"],
-                shard_dirs=inputs["shard_dirs"],
                 feature_paths=inputs["feature_paths"],
                 train_record_path=cell / "train.json",
                 test_record_path=cell / "test.json",
@@ -813,16 +797,10 @@ def test_one_table_holds_all_four_task_types(tmp_path):
             )
             test_metrics = json.loads((cell / "test.json").read_text())["metrics"]
             assert record["test_metrics"] == test_metrics
-            cells.append((task, "rep", layer))
-            tests.append(cell / "test.json")
             provenance.append(cell / "provenance.json")
     assemble_table(
-        cells=cells,
-        rows=[("rep/x", "Rep Lx"), ("rep/noise", "Rep Lnoise")],
         datasets={task: {"label": task.title()} for task in tasks},
         probe_config=probe_config,
-        test_record_paths=tests,
-        prepare_record_paths=prepared,
         out_paths=[tmp_path / "table.md", tmp_path / "table.csv"],
         provenance_paths=provenance,
         representation_labels={"rep": "Rep"},
