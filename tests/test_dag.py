@@ -104,3 +104,75 @@ def test_the_probe_rules_read_feature_shards_and_their_cells_records_only(planne
 def test_the_table_reads_provenance_records_only(planned_inputs):
     [(_, inputs)] = planned_inputs["table"]
     assert inputs == [f"results/provenance/synth_key/{r}/{layer}.json" for r, layer in CELLS]
+
+
+# -- what the feature shards carry stands in for metadata.csv and the manifests ----------
+
+
+def _carrying_shard(path, rows, *, n_clips, excluded=(), prepare_extra=None):
+    """A feature shard of the clips ``rows`` (metadata rows with ``row``) of a dataset of
+    ``n_clips``, carrying it as mirprobe.features.shard_dataset does; ``excluded``: clip ids
+    the resampling excluded (not embedded)."""
+    import json
+
+    import numpy as np
+
+    dataset = {
+        "prepare": {"task_type": "multiclass", "labels": ["a", "b"], "n_clips": n_clips}
+        | (prepare_extra or {}),
+        "resample": [{"stage": "resample", "shard": rows[0]["row"] // 2, "wall_s": 0.0}],
+        "clips": rows,
+        "excluded_at_resampling": [
+            {"clip_id": c, "source": f"{c}.wav", "reason": "cannot decode"} for c in excluded
+        ],
+    }
+    embedded = [r["clip_id"] for r in rows if r["clip_id"] not in excluded]
+    np.savez(
+        path,
+        clip_ids=np.array(embedded, dtype=str),
+        profile=np.array("{}"),
+        excluded=np.array("[]"),
+        dataset=np.array(json.dumps(dataset)),
+        **{"layer:x": np.arange(len(embedded), dtype=np.float32)[:, None]},
+    )
+    return path
+
+
+def _rows(start, stop):
+    splits = ["train", "valid", "test"]
+    return [
+        {"row": i, "clip_id": f"c{i}", "split": splits[i % 3], "label": "ab"[i % 2], "song_id": "s"}
+        for i in range(start, stop)
+    ]
+
+
+def test_feature_shards_give_the_datasets_clips_in_metadata_order_and_every_exclusion(tmp_path):
+    from mirprobe.features import load_shard_datasets
+
+    # given out of order: the metadata comes back in metadata.csv order all the same
+    paths = [
+        _carrying_shard(tmp_path / "1.npz", _rows(2, 4), n_clips=4, excluded=["c3"]),
+        _carrying_shard(tmp_path / "0.npz", _rows(0, 2), n_clips=4),
+    ]
+    carried = load_shard_datasets(paths)
+    assert carried.metadata.to_dict("records") == [
+        {k: r[k] for k in ("clip_id", "split", "label", "song_id")} for r in _rows(0, 4)
+    ]
+    assert carried.excluded == [{"clip_id": "c3", "source": "c3.wav", "reason": "cannot decode"}]
+    assert [r["shard"] for r in carried.resample] == [0, 1]
+    assert carried.prepare["labels"] == ["a", "b"]
+
+
+def test_a_missing_or_repeated_feature_shard_is_an_error_not_fewer_clips(tmp_path):
+    from mirprobe.errors import DataError
+    from mirprobe.features import load_shard_datasets
+
+    first = _carrying_shard(tmp_path / "0.npz", _rows(0, 2), n_clips=4)
+    with pytest.raises(DataError, match=r"account for 2 clips of the dataset's 4 \(a shard is"):
+        load_shard_datasets([first])
+    second = _carrying_shard(tmp_path / "1.npz", _rows(2, 4), n_clips=4)
+    with pytest.raises(DataError, match=r"account for 6 clips .*\(rows \[0, 1\] more than once"):
+        load_shard_datasets([first, second, first])
+    other = _carrying_shard(tmp_path / "2.npz", _rows(2, 4), n_clips=4, prepare_extra={"x": 1})
+    with pytest.raises(DataError, match=r"2.npz: made from another preparation of the dataset"):
+        load_shard_datasets([first, other])
