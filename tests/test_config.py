@@ -331,9 +331,10 @@ def test_a_value_the_code_rejects_fails_at_start_up(default_config, key, value, 
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [
-        ("seed", -1, "On instance['seed']:\n    -1"),
-        ("probe.grid.learning_rate", [], "On instance['probe']['grid']['learning_rate']:\n    []"),
-        ("probe.grid.dropout", [1.0], "On instance['probe']['grid']['dropout'][0]:\n    1.0"),
+        # validated once, by mirprobe.config.validate_config: its messages name the key path
+        ("seed", -1, "invalid configuration:\n  seed: -1 is less than the minimum of 0"),
+        ("probe.grid.learning_rate", [], "probe.grid.learning_rate: [] should be non-empty"),
+        ("probe.grid.dropout", [1.0], "probe.grid.dropout.0: 1.0 is greater than or equal to"),
         ("probe.max_steps", 4, "probe.eval_every (8) > probe.max_steps (4)"),
     ],
 )
@@ -503,7 +504,7 @@ def test_snakemake_rejects_a_duplicate_key_before_any_job(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "named"),
     [
-        ({"layers": []}, "On instance['representations']['mfcc']['layers']:\n    []"),
+        ({"layers": []}, "representations.mfcc.layers: [] should be non-empty"),
         ({"label": "Chroma"}, "representations.chroma.label and representations.mfcc.label"),
     ],
 )
