@@ -1,9 +1,12 @@
-"""Evaluation metrics for probes, one function per task type.
+"""Evaluation metrics for probes: the reference implementations that the task
+types (:mod:`mirprobe.task_types`, one class per task type) compute their
+metrics with, and ``compute_metrics``, which dispatches to them.
 
 Conventions
 -----------
 Every task type has one *primary* metric, the number that early stopping,
-model selection and the results table use (``PRIMARY_METRIC``):
+model selection and the results table use (``PRIMARY_METRIC``, derived from
+the task types' ``primary_metric``):
 
 =============  ==================  ==========================================
 task type      primary metric      what ``y_true`` holds
@@ -89,15 +92,6 @@ import numpy as np
 
 from mirprobe.errors import ConfigError, DataError
 
-TASK_TYPES = ("multiclass", "key", "multilabel", "regression")
-
-PRIMARY_METRIC = {
-    "multiclass": "accuracy",
-    "key": "weighted_score",
-    "multilabel": "roc_auc_macro",
-    "regression": "r2_mean",
-}
-
 ENSEMBLE_STRATEGIES = ("vote", "max_logit", "mean_logit", "mean_prob")
 
 
@@ -130,29 +124,22 @@ def compute_metrics(
     dict of metric name -> float, plus ``"primary"``; for ``multilabel``
     also ``n_tags_scored`` (int) and ``tags_excluded`` (list of str).
     """
-    if task_type not in TASK_TYPES:
-        raise ConfigError(f"unknown task type {task_type!r}; expected one of {list(TASK_TYPES)}")
-    labels = _validate_labels(labels)
-    scores = _validate_scores(scores, n_outputs=len(labels))
-    n = scores.shape[0]
-    if groups is not None and task_type != "key":
-        raise ConfigError(f"groups are only used by the 'key' task type, not {task_type!r}")
+    from mirprobe.task_types import task_type_of
 
-    if task_type in ("multiclass", "key"):
-        y_true = _validate_class_indices(y_true, n=n, n_classes=len(labels))
-        if task_type == "multiclass":
-            metrics = {"accuracy": _accuracy(y_true, scores.argmax(axis=1))}
-        else:
-            metrics = _key_metrics(y_true, scores, labels=labels, groups=groups, ensemble=ensemble)
-    elif task_type == "multilabel":
-        y_true = _validate_target_matrix(y_true, shape=scores.shape, binary=True)
-        metrics = _multilabel_metrics(y_true, scores, labels=labels)
-    else:
-        y_true = _validate_target_matrix(y_true, shape=scores.shape, binary=False)
-        metrics = _regression_metrics(y_true, scores, labels=labels)
+    return task_type_of(task_type).metrics(
+        y_true=y_true, scores=scores, labels=labels, groups=groups, ensemble=ensemble
+    )
 
-    metrics["primary"] = metrics[PRIMARY_METRIC[task_type]]
-    return metrics
+
+def __getattr__(name):
+    # derived from the task-type registry, which imports this module
+    from mirprobe import task_types
+
+    if name == "TASK_TYPES":
+        return tuple(task_types.TASK_TYPES)
+    if name == "PRIMARY_METRIC":
+        return {t.name: t.primary_metric for t in task_types.TASK_TYPES.values()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def ensemble_song_scores(scores, groups, *, strategy: str):
@@ -210,7 +197,7 @@ def ensemble_song_scores(scores, groups, *, strategy: str):
 # -- validation ---------------------------------------------------------------
 
 
-def _validate_labels(labels):
+def validate_labels(labels):
     if isinstance(labels, str):
         raise DataError(f"labels must be a sequence of names, got the string {labels!r}")
     labels = [str(label) for label in labels]
@@ -222,7 +209,7 @@ def _validate_labels(labels):
     return labels
 
 
-def _validate_scores(scores, *, n_outputs):
+def validate_scores(scores, *, n_outputs):
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2:
         raise DataError(f"scores must be a 2-D (n, n_outputs) array, got shape {scores.shape}")
@@ -236,7 +223,7 @@ def _validate_scores(scores, *, n_outputs):
     return scores
 
 
-def _validate_class_indices(y_true, *, n, n_classes):
+def validate_class_indices(y_true, *, n, n_classes):
     y_true = np.asarray(y_true)
     if y_true.shape != (n,):
         raise DataError(
@@ -257,7 +244,7 @@ def _validate_class_indices(y_true, *, n, n_classes):
     return y_true
 
 
-def _validate_target_matrix(y_true, *, shape, binary):
+def validate_target_matrix(y_true, *, shape, binary):
     y_true = np.asarray(y_true, dtype=np.float64)
     if y_true.ndim == 1 and shape[1] == 1:
         y_true = y_true[:, None]
@@ -277,13 +264,13 @@ def _validate_target_matrix(y_true, *, shape, binary):
 # -- per-task metrics ---------------------------------------------------------
 
 
-def _accuracy(y_true, y_pred):
+def accuracy(y_true, y_pred):
     from sklearn.metrics import accuracy_score
 
     return float(accuracy_score(y_true, y_pred))
 
 
-def _key_metrics(y_true, scores, *, labels, groups, ensemble):
+def key_metrics(y_true, scores, *, labels, groups, ensemble):
     import mir_eval
 
     if ensemble not in ENSEMBLE_STRATEGIES:
@@ -320,8 +307,8 @@ def _key_metrics(y_true, scores, *, labels, groups, ensemble):
     ]
     return {
         "weighted_score": float(np.mean(song_scores)),
-        "accuracy": _accuracy(song_true, song_pred),
-        "clip_accuracy": _accuracy(y_true, scores.argmax(axis=1)),
+        "accuracy": accuracy(song_true, song_pred),
+        "clip_accuracy": accuracy(y_true, scores.argmax(axis=1)),
     }
 
 
@@ -342,10 +329,10 @@ def _scorable_tags(y_true, labels, *, stacklevel):
     return scorable, excluded
 
 
-def _multilabel_metrics(y_true, scores, *, labels):
+def multilabel_metrics(y_true, scores, *, labels):
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    scorable, excluded = _scorable_tags(y_true, labels, stacklevel=4)
+    scorable, excluded = _scorable_tags(y_true, labels, stacklevel=6)
     if scorable.any():
         kept_true, kept_scores = y_true[:, scorable], scores[:, scorable]
         roc_auc_macro = float(roc_auc_score(kept_true, kept_scores, average="macro"))
@@ -354,7 +341,7 @@ def _multilabel_metrics(y_true, scores, *, labels):
         warnings.warn(
             "no tag has both positive and negative examples; macro metrics are nan",
             TagExclusionWarning,
-            stacklevel=3,
+            stacklevel=5,
         )
         roc_auc_macro = ap_macro = math.nan
 
@@ -366,7 +353,7 @@ def _multilabel_metrics(y_true, scores, *, labels):
         warnings.warn(
             "y_true has no positive or no negative entry at all; micro metrics are nan",
             TagExclusionWarning,
-            stacklevel=3,
+            stacklevel=5,
         )
         roc_auc_micro = ap_micro = math.nan
 
@@ -380,7 +367,7 @@ def _multilabel_metrics(y_true, scores, *, labels):
     }
 
 
-def _regression_metrics(y_true, scores, *, labels):
+def regression_metrics(y_true, scores, *, labels):
     from sklearn.metrics import r2_score
 
     if len(y_true) < 2:
@@ -559,13 +546,13 @@ def multilabel_metrics_batched(y_true, scores, *, labels) -> list:
     or a negative are excluded from the macro means with one
     ``TagExclusionWarning`` per call.
     """
-    labels = _validate_labels(labels)
+    labels = validate_labels(labels)
     scores = np.asarray(scores)
     if scores.ndim != 3 or scores.shape[-1] != len(labels) or scores.shape[1] == 0:
         raise DataError(f"scores must have shape (k, n, {len(labels)}), got {scores.shape}")
     if not np.isfinite(scores).all():
         raise DataError("scores hold NaN or inf")
-    y_true = _validate_target_matrix(y_true, shape=scores.shape[1:], binary=True)
+    y_true = validate_target_matrix(y_true, shape=scores.shape[1:], binary=True)
     k = scores.shape[0]
     scorable, excluded = _scorable_tags(y_true, labels, stacklevel=3)
     positive = y_true.astype(bool)

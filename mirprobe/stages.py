@@ -223,11 +223,6 @@ def _probe_data(*, feature_paths, layer):
     return prepared, splits, carried.excluded
 
 
-def _song_groups(prepared, split):
-    """The song of each clip where the task scores songs (key), else None."""
-    return split.groups if prepared["task_type"] == "key" else None
-
-
 def train_probe(
     *,
     feature_paths,
@@ -242,6 +237,7 @@ def train_probe(
     from .features import resolve_device
     from .identity import training_identity
     from .probes import expand_grid, fit_grid, save_probe
+    from .task_types import task_type_of
 
     started = time.perf_counter()
     code = code_record("train_probe")
@@ -263,15 +259,13 @@ def train_probe(
         task_type=prepared["task_type"],
         labels=prepared["labels"],
         configs=configs,
-        valid_groups=_song_groups(prepared, valid),
+        valid_groups=task_type_of(prepared["task_type"]).song_groups(valid.groups),
         device=device,
         trainer=probe_config["trainer"],
     )
     identity = training_identity(probe_config, seed)
     probe_sha256 = save_probe(result.best, probe_path, identity=identity)
-    from .metrics import PRIMARY_METRIC
-
-    primary = PRIMARY_METRIC[prepared["task_type"]]
+    primary = task_type_of(prepared["task_type"]).primary_metric
     ranking = sorted(
         (
             {"uid": r["uid"], "config": r["config"], "valid_primary": r["valid_metrics"]["primary"]}
@@ -318,9 +312,9 @@ def evaluate_probe(
     """Evaluate the selected probe once on the test split."""
     from .datasets.base import file_sha256
     from .features import resolve_device
-    from .metrics import compute_metrics
     from .probes import load_probe
     from .probes.io import probe_identity
+    from .task_types import task_type_of
 
     started = time.perf_counter()
     code = code_record("evaluate_probe")
@@ -331,13 +325,12 @@ def evaluate_probe(
     probe_file = {"identity": probe_identity(probe_path), "sha256": file_sha256(probe_path)}
     test = splits["test"]
     scores = probe.predict_scores(test.X)
-    metrics = compute_metrics(
-        prepared["task_type"],
+    metrics = task_type_of(prepared["task_type"]).evaluate(
         y_true=test.y,
         scores=scores,
         labels=prepared["labels"],
-        groups=_song_groups(prepared, test),
-        ensemble=getattr(probe, "ensemble", None) or "mean_prob",
+        groups=test.groups,
+        ensemble=getattr(probe, "ensemble", None),
     )
     record = stage_record(
         "evaluate",

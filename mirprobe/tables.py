@@ -14,6 +14,7 @@ import csv
 import io
 
 from .atomic import write_text
+from .task_types import task_type_of
 
 METRIC_TITLES = {
     "accuracy": "Acc",
@@ -21,12 +22,6 @@ METRIC_TITLES = {
     "roc_auc_macro": "ROC-AUC",
     "ap_macro": "AP",
     "r2_mean": "R²",
-}
-DEFAULT_METRICS = {
-    "multiclass": ["accuracy"],
-    "key": ["weighted_score", "accuracy"],
-    "multilabel": ["roc_auc_macro", "ap_macro"],
-    "regression": ["r2_mean"],
 }
 
 
@@ -42,9 +37,7 @@ def table_metrics(task_type, configured=None, labels=()):
     """The metrics shown for a task: configured, else the task type's defaults."""
     if configured:
         return list(configured)
-    if task_type == "regression":
-        return [f"r2_{label}" for label in labels] + ["r2_mean"]
-    return list(DEFAULT_METRICS[task_type])
+    return task_type_of(task_type).table_columns(labels)
 
 
 def percent(value):

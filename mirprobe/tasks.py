@@ -1,14 +1,7 @@
 """From a metadata table and extracted features to probe-ready arrays.
 
-Label encodings, by task type (see :mod:`mirprobe.datasets.base` for the label
-strings in the metadata table):
-
-``multiclass``, ``key``
-    ``y`` is an int64 vector of indices into the dataset's ``labels()``.
-``multilabel``
-    ``y`` is a uint8 matrix ``(n, n_labels)``; the label string is ``|``-joined tags.
-``regression``
-    ``y`` is a float32 matrix ``(n, n_outputs)``; the label string is ``|``-joined floats.
+Label encoding belongs to the task type (:mod:`mirprobe.task_types`, which
+lists the encodings); ``encode_labels`` looks it up by name.
 
 :func:`split_arrays` aligns features to metadata by clip id. Every clip of the
 table must have features unless the resampling manifests list it as
@@ -21,36 +14,12 @@ import numpy as np
 
 from .datasets.base import SPLITS
 from .errors import DataError
+from .task_types import task_type_of
 
 
 def encode_labels(task_type, label_strings, *, labels):
-    """Encode metadata label strings as probe targets."""
-    if task_type in ("multiclass", "key"):
-        index = {name: i for i, name in enumerate(labels)}
-        unknown = sorted({s for s in label_strings if s not in index})
-        if unknown:
-            raise DataError(f"labels {unknown[:5]} are not among the task's labels {labels}")
-        return np.array([index[s] for s in label_strings], dtype=np.int64)
-    if task_type == "multilabel":
-        index = {name: i for i, name in enumerate(labels)}
-        y = np.zeros((len(label_strings), len(labels)), dtype=np.uint8)
-        for row, tags in enumerate(label_strings):
-            for tag in filter(None, tags.split("|")):
-                if tag not in index:
-                    raise DataError(f"tag {tag!r} is not among the task's tags")
-                y[row, index[tag]] = 1
-        return y
-    if task_type == "regression":
-        try:
-            y = np.array([[float(v) for v in s.split("|")] for s in label_strings], np.float32)
-        except ValueError as error:
-            raise DataError(f"regression labels must be |-joined floats ({error})") from None
-        if y.ndim != 2 or y.shape[1] != len(labels):
-            raise DataError(
-                f"regression labels have shape {y.shape}, {len(labels)} outputs expected"
-            )
-        return y
-    raise DataError(f"unknown task type {task_type!r}")
+    """Encode metadata label strings as probe targets, as ``task_type`` does."""
+    return task_type_of(task_type).encode(label_strings, labels=labels)
 
 
 @dataclass
@@ -67,6 +36,7 @@ def split_arrays(metadata, clip_ids, X, *, task_type, labels, excluded=()):
     ``excluded`` maps clip id -> reason for clips left out by the bad-audio
     policy; a clip that is neither embedded nor excluded is an error.
     """
+    task = task_type_of(task_type)
     row_of = {clip_id: i for i, clip_id in enumerate(clip_ids)}
     if len(row_of) != len(clip_ids):
         raise DataError("duplicate clip ids across feature shards")
@@ -88,7 +58,7 @@ def split_arrays(metadata, clip_ids, X, *, task_type, labels, excluded=()):
         out[split] = SplitArrays(
             clip_ids=ids,
             X=X[[row_of[c] for c in ids]],
-            y=encode_labels(task_type, rows["label"].tolist(), labels=labels),
+            y=task.encode(rows["label"].tolist(), labels=labels),
             groups=rows["song_id"].tolist(),
         )
     return out

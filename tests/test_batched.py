@@ -280,11 +280,11 @@ def test_key_score_table_equals_mir_eval_on_every_pair():
     import torch
 
     from mirprobe.probes.batched import _Task
-    from mirprobe.probes.training import _validate_inputs
+    from mirprobe.probes.common import validate_inputs
 
     data = problem("key")
     (X_train, y_train), (X_valid, y_valid) = data["train"], data["valid"]
-    inputs = _validate_inputs(
+    inputs = validate_inputs(
         X_train,
         y_train,
         X_valid,
@@ -293,10 +293,10 @@ def test_key_score_table_equals_mir_eval_on_every_pair():
         labels=KEYS,
         valid_groups=data["valid_groups"],
     )
-    task = _Task("key", inputs, device=torch.device("cpu"))
+    task = _Task(inputs, device=torch.device("cpu"))
     for i, ref in enumerate(KEYS):
         for j, est in enumerate(KEYS):
-            assert task.key_table[i, j] == mir_eval.key.weighted_score(ref, est)
+            assert task.scorer.key_table[i, j] == mir_eval.key.weighted_score(ref, est)
 
 
 @pytest.mark.parametrize("task_type", ["multiclass", "key", "multilabel", "regression"])
@@ -307,11 +307,11 @@ def test_vectorised_primary_equals_compute_metrics(task_type):
 
     from mirprobe.metrics import ENSEMBLE_STRATEGIES, compute_metrics
     from mirprobe.probes.batched import _Task
-    from mirprobe.probes.training import _validate_inputs
+    from mirprobe.probes.common import validate_inputs
 
     data = problem(task_type)
     (X_train, y_train), (X_valid, y_valid) = data["train"], data["valid"]
-    inputs = _validate_inputs(
+    inputs = validate_inputs(
         X_train,
         y_train,
         X_valid,
@@ -320,7 +320,7 @@ def test_vectorised_primary_equals_compute_metrics(task_type):
         labels=data["labels"],
         valid_groups=data["valid_groups"],
     )
-    task = _Task(task_type, inputs, device=torch.device("cpu"))
+    task = _Task(inputs, device=torch.device("cpu"))
     rng = np.random.default_rng(5)
     scores = rng.normal(size=(6, len(y_valid), len(data["labels"])))
     if task_type == "multilabel":

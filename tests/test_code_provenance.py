@@ -85,7 +85,13 @@ def test_a_job_depends_on_the_modules_its_stage_imports_and_on_no_other():
     assert not any(path.startswith("mirprobe/probes/") for path in extract)
     # the trainers are imported lazily, by name: they are still the probe stage's code
     train = set(rule_sources("train_probe"))
-    assert {"mirprobe/probes/training.py", "mirprobe/probes/batched.py"} <= train
+    assert {
+        "mirprobe/probes/training.py",
+        "mirprobe/probes/batched.py",
+        "mirprobe/probes/common.py",
+        "mirprobe/probes/grid.py",
+        "mirprobe/task_types.py",
+    } <= train
     assert "mirprobe/probes/quick.py" in train and HANDCRAFTED not in train
     assert set(rule_sources("table")) == {
         "mirprobe/__init__.py",
@@ -93,9 +99,11 @@ def test_a_job_depends_on_the_modules_its_stage_imports_and_on_no_other():
         "mirprobe/claims.py",  # every script claims its outputs
         "mirprobe/errors.py",
         "mirprobe/identity.py",  # the table checks each cell's records agree
+        "mirprobe/metrics.py",  # imported by the task types
         "mirprobe/provenance.py",
         "mirprobe/stages.py",
         "mirprobe/tables.py",
+        "mirprobe/task_types.py",  # a task's default columns come from its task type
         "scripts/table.py",
     }
     # registering an extractor or a dataset is in no job's code

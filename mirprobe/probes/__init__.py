@@ -21,7 +21,7 @@ Optimisation
     state, so the caller's global RNG is untouched.
 Early stopping
     At step 0 and every ``eval_every`` steps the validation primary metric
-    (``mirprobe.metrics.PRIMARY_METRIC``) is computed; a strictly greater
+    (the task type's ``primary_metric``) is computed; a strictly greater
     score is an improvement and snapshots the weights. Training stops when
     ``patience`` evaluations in a row brought no improvement, at
     ``max_steps`` (when set), or if validation outputs become NaN/inf
@@ -66,6 +66,13 @@ configs, valid_groups=None, device="cpu", trainer="serial") -> GridResult``
 ``FittedProbe.predict_scores(X)``, ``FittedProbe.evaluate(X, y, groups=None)``
 ``save_probe(probe, path)``, ``load_probe(path, *, device="cpu")``
 
+Modules: ``config`` (hyperparameters), ``model`` (the network and the fitted
+probe), ``common`` (what the trainers share: validated inputs, grid records,
+dropout), ``training`` (the serial reference), ``batched``, ``quick``, ``grid``
+(``fit_grid``, which validates a grid once and dispatches to a trainer), ``io``.
+Everything task-specific (targets, loss, metrics, song pooling) comes from the
+task type, ``mirprobe.task_types``.
+
 Everything but the config module imports torch on first use, so importing
 this package stays cheap at workflow parse time.
 """
@@ -78,9 +85,9 @@ _LAZY = {
     "FittedProbe": "mirprobe.probes.model",
     "ProbeMLP": "mirprobe.probes.model",
     "TrainingRecord": "mirprobe.probes.model",
-    "GridResult": "mirprobe.probes.training",
-    "TRAINERS": "mirprobe.probes.training",
-    "fit_grid": "mirprobe.probes.training",
+    "GridResult": "mirprobe.probes.common",
+    "TRAINERS": "mirprobe.probes.grid",
+    "fit_grid": "mirprobe.probes.grid",
     "train_probe": "mirprobe.probes.training",
     "load_probe": "mirprobe.probes.io",
     "save_probe": "mirprobe.probes.io",

@@ -79,26 +79,20 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mirprobe.errors import DataError
-from mirprobe.metrics import (
-    ENSEMBLE_STRATEGIES,
-    TagExclusionWarning,
-    compute_metrics,
-    multilabel_metrics_batched,
-    ranked_binary_scores,
-)
-from mirprobe.probes.model import FittedProbe, ProbeMLP, TrainingRecord
-from mirprobe.probes.training import (
+from mirprobe.metrics import TagExclusionWarning
+from mirprobe.probes.common import (
     GridResult,
-    _choose_ensemble,
-    _deterministic_algorithms,
-    _validate_inputs,
+    ProbeInputs,
+    deterministic_algorithms,
     dropout_generators,
+    fork_devices,
     grid_record,
     keep_scale,
+    validate_inputs,
 )
+from mirprobe.probes.model import FittedProbe, ProbeMLP, TrainingRecord
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 """``torch.optim.Adam`` defaults, as the serial reference uses them."""
@@ -122,11 +116,11 @@ def fit_grid_batched(
 ) -> GridResult:
     """Train every config of ``configs`` batched; same result as the serial ``fit_grid``.
 
-    Call it through ``fit_grid(..., trainer="batched")``, which checks the
+    Usually called through ``fit_grid(..., trainer="batched")``, which checks the
     configs first. ``fused``: use torch's fused Adam kernel (``None``: when
     this torch has it).
     """
-    data = _validate_inputs(
+    data = validate_inputs(
         X_train,
         y_train,
         X_valid,
@@ -135,6 +129,13 @@ def fit_grid_batched(
         labels=labels,
         valid_groups=valid_groups,
     )
+    return train_grid_batched(data, configs=configs, device=device, fused=fused)
+
+
+def train_grid_batched(
+    data: ProbeInputs, *, configs, device="cpu", fused: bool | None = None
+) -> GridResult:
+    """``fit_grid_batched`` on inputs already checked by ``validate_inputs``."""
     configs = list(configs)
     torch_device = torch.device(device)
     if fused is None:
@@ -166,12 +167,12 @@ def fit_grid_batched(
         key = (config.batch_size, config.seed, config.hidden_sizes, config.eval_every)
         groups.setdefault(key, []).append(index)
 
-    task = _Task(task_type, data, device=torch_device)
+    task = _Task(data, device=torch_device)
     probes = [None] * len(configs)
-    fork_devices = []
-    if torch_device.type == "cuda":
-        fork_devices = [torch_device.index or torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=fork_devices), _deterministic_algorithms():
+    with (
+        torch.random.fork_rng(devices=fork_devices(torch_device)),
+        deterministic_algorithms(),
+    ):
         for indices in groups.values():
             trained = _train_group(
                 [configs[i] for i in indices],
@@ -336,24 +337,10 @@ def _train_group(configs, *, task, scaled, device, fused):
         module.eval()
         modules.append(module)
         valid_scores.append(finished[i]["valid_scores"])
-    ensembles = [None] * len(configs)
-    if task.task_type == "multilabel":
-        # All configs at once, from ranks (equal to scikit-learn to float rounding).
-        all_metrics = multilabel_metrics_batched(
-            task.y_valid, np.stack(valid_scores), labels=task.labels
-        )
-    elif task.task_type == "key":
-        all_metrics = []
-        for j, scores in enumerate(valid_scores):
-            ensembles[j], metrics = _choose_ensemble(
-                scores, task.y_valid, labels=task.labels, groups=task.valid_groups
-            )
-            all_metrics.append(metrics)
-    else:
-        all_metrics = [
-            compute_metrics(task.task_type, y_true=task.y_valid, scores=scores, labels=task.labels)
-            for scores in valid_scores
-        ]
+    # (multilabel: all configs at once from ranks; key: each its best song pooling)
+    ensembles, all_metrics = task.kind.validation_metrics_stack(
+        valid_scores, task.y_valid, labels=task.labels, groups=task.valid_groups
+    )
 
     wall_s = time.perf_counter() - start
     total_steps = sum(f["n_steps"] + 1 for f in finished)
@@ -376,7 +363,7 @@ def _train_group(configs, *, task, scaled, device, fused):
                 scaler_scale=scaled[config.standardize]["scale"],
                 module=modules[i],
                 labels=task.labels,
-                task_type=task.task_type,
+                task_type=task.kind.name,
                 record=record,
                 ensemble=ensembles[i],
             )
@@ -609,7 +596,7 @@ class _Pack:
         self._index_lists()
 
 
-# -- task-specific losses and validation scores --------------------------------
+# -- batches and the task ---------------------------------------------------------
 
 
 class _BatchIndices:
@@ -633,79 +620,34 @@ class _BatchIndices:
 
 
 class _Task:
-    """Targets, loss gradients and vectorised primary metrics of one task type."""
+    """A grid's training targets and validation data on the device, with its task
+    type's loss gradient and vectorised primary metric (``mirprobe.task_types``)."""
 
-    def __init__(self, task_type, data, *, device):
-        self.task_type = task_type
+    def __init__(self, data, *, device):
+        self.kind = data.task
         self.labels = data.labels
         self.n_outputs = len(data.labels)
         self.n_features = data.X_train.shape[1]
         self.n_train = len(data.X_train)
         self.y_valid = data.y_valid
         self.valid_groups = data.valid_groups
-        if task_type in ("multiclass", "key"):
-            self.y_train_t = torch.from_numpy(data.y_train.astype(np.int64)).to(device)
-            self.classes_t = torch.arange(self.n_outputs, device=device)
-        else:
-            self.y_train_t = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
-        self.extra = {}
-        if task_type == "key":
-            self.extra = {"groups": data.valid_groups}
+        self.y_train_t = self.kind.train_targets(data.y_train, device=device)
         # Validate labels, groups and targets once, as the serial first evaluation would.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TagExclusionWarning)
-            compute_metrics(
-                task_type,
+            self.kind.metrics(
                 y_true=data.y_valid,
                 scores=np.zeros((len(data.y_valid), self.n_outputs)),
                 labels=self.labels,
-                **self.extra,
+                groups=self.kind.song_groups(data.valid_groups),
             )
-        y = data.y_valid
-        if task_type == "key":
-            import mir_eval
-
-            groups = np.arange(len(y)) if data.valid_groups is None else data.valid_groups
-            _, song_of_clip = np.unique(groups, return_inverse=True)
-            n_songs = int(song_of_clip.max()) + 1
-            song_true = np.empty(n_songs, dtype=np.int64)
-            song_true[song_of_clip] = y
-            self.song_of_clip = torch.from_numpy(song_of_clip.astype(np.int64))
-            self.n_songs = n_songs
-            self.song_counts = torch.bincount(self.song_of_clip, minlength=n_songs).double()
-            self.song_true = song_true
-            self.key_table = np.array(
-                [
-                    [mir_eval.key.weighted_score(ref, est) for est in self.labels]
-                    for ref in self.labels
-                ]
-            )
-        elif task_type == "multilabel":
-            n_positive = y.sum(axis=0)
-            self.scorable = np.flatnonzero((n_positive > 0) & (n_positive < len(y)))
-            positive = y[:, self.scorable].astype(bool)
-            self.positive = torch.from_numpy(positive)
-            self.scorable_t = torch.from_numpy(self.scorable)
-        elif task_type == "regression":
-            y64 = y.astype(np.float64)
-            self.y_valid_t = torch.from_numpy(y64)
-            self.ss_tot = ((y64 - y64.mean(axis=0)) ** 2).sum(axis=0)
-        else:
-            self.y_valid_t = torch.from_numpy(y.astype(np.int64))
+        self.scorer = self.kind.batched_scorer(
+            data.y_valid, labels=self.labels, groups=data.valid_groups
+        )
 
     def loss_gradient(self, logits, y):
         """d(sum over configs of each config's mean loss) / d logits; logits (k, B, out)."""
-        rows = logits.shape[1]
-        if self.task_type in ("multiclass", "key"):
-            grad = torch.softmax(logits, dim=-1)
-            # minus the one-hot targets; a comparison, not an indexed write, which
-            # in deterministic mode costs a device sync per call on CUDA
-            grad.sub_((y.unsqueeze(1) == self.classes_t).to(grad.dtype))
-            return grad.mul_(1.0 / rows)
-        scale = 1.0 / (rows * self.n_outputs)
-        if self.task_type == "multilabel":
-            return (torch.sigmoid(logits) - y).mul_(scale)
-        return (logits - y).mul_(2.0 * scale)
+        return self.kind.loss_gradient(logits, y)
 
     def primary(self, scores):
         """Validation primary metric of every config; ``nan`` where outputs are not finite."""
@@ -713,64 +655,8 @@ class _Task:
         finite = torch.isfinite(scores).flatten(1).all(dim=1)
         values = np.full(len(scores), math.nan)
         if bool(finite.all()):
-            values[:] = getattr(self, f"_primary_{self.task_type}")(scores)
+            values[:] = self.scorer(scores)
         elif bool(finite.any()):
             ok = torch.nonzero(finite).flatten()
-            values[ok.numpy()] = getattr(self, f"_primary_{self.task_type}")(scores[ok])
+            values[ok.numpy()] = self.scorer(scores[ok])
         return values
-
-    def _primary_multiclass(self, scores):
-        return (scores.argmax(dim=-1) == self.y_valid_t).double().mean(dim=1).numpy()
-
-    def _primary_key(self, scores):
-        # The best of the four song poolings of ``_choose_ensemble``, as the serial
-        # trainer scores an evaluation (the best value, whichever strategy has it).
-        predicted = self.key_song_predictions(scores)
-        return np.max(
-            [self.key_table[self.song_true[None, :], p].mean(axis=1) for p in predicted], axis=0
-        )
-
-    def key_song_predictions(self, scores):
-        """Per ``ENSEMBLE_STRATEGIES`` strategy, the predicted key of every song of every
-        config, (k, n_songs), as ``mirprobe.metrics.ensemble_song_scores`` pools them."""
-        scores = scores.double()
-        k, n_classes = len(scores), scores.shape[-1]
-        index = self.song_of_clip[None, :, None].expand(k, -1, n_classes)
-
-        def mean(values):
-            pooled = torch.zeros(k, self.n_songs, n_classes, dtype=torch.float64)
-            return pooled.index_add_(1, self.song_of_clip, values) / self.song_counts[:, None]
-
-        votes = torch.zeros(k, self.n_songs, n_classes, dtype=torch.float64)
-        votes.index_add_(1, self.song_of_clip, F.one_hot(scores.argmax(dim=-1), n_classes).double())
-        maxima = torch.full((k, self.n_songs, n_classes), -math.inf, dtype=torch.float64)
-        maxima = maxima.scatter_reduce(1, index, scores, reduce="amax")
-        pooled = {
-            "vote": votes,
-            "max_logit": maxima,
-            "mean_logit": mean(scores),
-            "mean_prob": mean(torch.softmax(scores, dim=-1)),
-        }
-        return [pooled[strategy].argmax(dim=-1).numpy() for strategy in ENSEMBLE_STRATEGIES]
-
-    def _primary_multilabel(self, scores):
-        # Ranks of the raw (float32) outputs: the order and ties are those of
-        # their float64 copies, so no conversion is needed.
-        auc, _ = ranked_binary_scores(
-            self.positive, scores[:, :, self.scorable_t].numpy(), need_ap=False
-        )
-        return auc.mean(axis=1)
-
-    def _primary_regression(self, scores):
-        scores = scores.double()
-        if (self.ss_tot == 0).any():
-            return np.array(
-                [
-                    compute_metrics(
-                        "regression", y_true=self.y_valid, scores=row.numpy(), labels=self.labels
-                    )["primary"]
-                    for row in scores
-                ]
-            )
-        ss_res = ((self.y_valid_t - scores) ** 2).sum(dim=1).numpy()
-        return (1 - ss_res / self.ss_tot).mean(axis=1)

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from mirprobe.errors import DataError
-from mirprobe.metrics import compute_metrics
 from mirprobe.probes.config import ProbeConfig
+from mirprobe.task_types import task_type_of
 
 PREDICT_CHUNK_ROWS = 4096
 """Rows per forward pass in ``predict_scores``; fixed, so results never depend on it."""
@@ -123,15 +123,15 @@ class FittedProbe:
         return forward_scaled(self.module, self.transform(X), device=self.device)
 
     def evaluate(self, X, y, *, groups=None, split: str = "input") -> dict:
-        """Return ``compute_metrics`` of this probe on ``(X, y)``.
+        """Return the task type's metrics of this probe on ``(X, y)``.
 
-        For ``key``, clips are pooled per song (``groups``) with ``self.ensemble``.
+        For ``key``, clips are pooled per song (``groups``) with ``self.ensemble``
+        (``mean_prob`` where none was chosen); other task types ignore both.
         """
         scores = self.predict_scores(X, split=split)
-        extra = {}
-        if self.task_type == "key":
-            extra = {"groups": groups, "ensemble": self.ensemble or "mean_prob"}
-        return compute_metrics(self.task_type, y_true=y, scores=scores, labels=self.labels, **extra)
+        return task_type_of(self.task_type).evaluate(
+            y_true=y, scores=scores, labels=self.labels, groups=groups, ensemble=self.ensemble
+        )
 
     def __repr__(self):
         return (

@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 import torch
 
-from mirprobe.metrics import compute_metrics
+from mirprobe.probes.common import GridResult, ProbeInputs, grid_record, validate_inputs
 from mirprobe.probes.model import FittedProbe, ProbeMLP, TrainingRecord, scale_features
 
 PROTOCOL = "sklearn_cv"
@@ -68,17 +68,7 @@ class QuickConfig:
 
 def fit_quick(X_train, y_train, X_valid, y_valid, *, task_type, labels, seed=0, valid_groups=None):
     """Fit the quick protocol; return a ``GridResult`` with one record (``fit_grid``'s format)."""
-    from sklearn.model_selection import KFold
-    from sklearn.preprocessing import StandardScaler
-
-    from mirprobe.probes.training import (
-        GridResult,
-        _choose_ensemble,
-        _validate_inputs,
-        grid_record,
-    )
-
-    data = _validate_inputs(
+    data = validate_inputs(
         X_train,
         y_train,
         X_valid,
@@ -87,6 +77,15 @@ def fit_quick(X_train, y_train, X_valid, y_valid, *, task_type, labels, seed=0, 
         labels=labels,
         valid_groups=valid_groups,
     )
+    return fit_quick_validated(data, seed=seed)
+
+
+def fit_quick_validated(data: ProbeInputs, *, seed=0) -> GridResult:
+    """``fit_quick`` on inputs already checked by ``validate_inputs``."""
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import StandardScaler
+
+    task = data.task
     start = time.perf_counter()
     config = QuickConfig(seed=int(seed))
     scaler = StandardScaler().fit(data.X_train.astype(np.float64))
@@ -94,33 +93,17 @@ def fit_quick(X_train, y_train, X_valid, y_valid, *, task_type, labels, seed=0, 
     X = scale_features(data.X_train, mean=mean, scale=scale)
     folds = KFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
     n_outputs = len(data.labels)
-    coef = np.zeros((n_outputs, X.shape[1]))
-    intercept = np.zeros(n_outputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence and small-fold warnings
-        if task_type in ("multiclass", "key"):
-            regularization = _fit_logistic(X, data.y_train, folds, coef, intercept, n_outputs, seed)
-        elif task_type == "multilabel":
-            regularization = []
-            for tag in range(n_outputs):
-                y = data.y_train[:, tag]
-                if y.min() == y.max():
-                    intercept[tag] = 1.0 if y[0] else -1.0
-                    regularization.append(None)
-                    continue
-                from sklearn.linear_model import LogisticRegressionCV
-
-                model = LogisticRegressionCV(
-                    Cs=list(C_GRID), cv=folds, scoring="roc_auc", max_iter=500
-                ).fit(X, y)
-                coef[tag], intercept[tag] = model.coef_[0], model.intercept_[0]
-                regularization.append({"C": float(model.C_[0])})
-        else:
-            from sklearn.linear_model import RidgeCV
-
-            model = RidgeCV(alphas=list(ALPHA_GRID)).fit(X, data.y_train)
-            coef[:], intercept[:] = model.coef_.reshape(n_outputs, -1), model.intercept_
-            regularization = {"alpha": float(model.alpha_)}
+        coef, intercept, regularization = task.fit_linear_cv(
+            X,
+            data.y_train,
+            n_outputs=n_outputs,
+            folds=folds,
+            seed=seed,
+            c_grid=C_GRID,
+            alpha_grid=ALPHA_GRID,
+        )
 
     module = ProbeMLP(n_features=X.shape[1], hidden_sizes=(), n_outputs=n_outputs, dropout=0.0)
     with torch.no_grad():
@@ -133,17 +116,13 @@ def fit_quick(X_train, y_train, X_valid, y_valid, *, task_type, labels, seed=0, 
         scaler_scale=scale,
         module=module,
         labels=data.labels,
-        task_type=task_type,
+        task_type=task.name,
     )
     valid_scores = probe.predict_scores(data.X_valid, split="valid")
-    if task_type == "key":
-        probe.ensemble, valid_metrics = _choose_ensemble(
-            valid_scores, data.y_valid, labels=data.labels, groups=data.valid_groups
-        )
-    else:
-        valid_metrics = compute_metrics(
-            task_type, y_true=data.y_valid, scores=valid_scores, labels=data.labels
-        )
+    # (key: with the song ensemble chosen there, as the main protocol does)
+    probe.ensemble, valid_metrics = task.validation_metrics(
+        valid_scores, data.y_valid, labels=data.labels, groups=data.valid_groups
+    )
     probe.record = TrainingRecord(
         curve=[(0, valid_metrics["primary"])],
         best_step=0,
@@ -157,23 +136,3 @@ def fit_quick(X_train, y_train, X_valid, y_valid, *, task_type, labels, seed=0, 
     record["protocol"] = PROTOCOL
     record["regularization"] = regularization
     return GridResult(best=probe, best_config=config, best_index=0, records=[record])
-
-
-def _fit_logistic(X, y, folds, coef, intercept, n_outputs, seed):
-    from sklearn.linear_model import LogisticRegressionCV
-
-    classes = np.unique(y)
-    if len(classes) == 1:
-        intercept[:] = -1.0
-        intercept[classes[0]] = 1.0
-        return None
-    model = LogisticRegressionCV(Cs=list(C_GRID), cv=folds, max_iter=500, random_state=seed)
-    model.fit(X, y)
-    if len(classes) == 2:  # one decision function: class 1 versus class 0
-        coef[classes[1]], intercept[classes[1]] = model.coef_[0], model.intercept_[0]
-    else:
-        coef[classes], intercept[classes] = model.coef_, model.intercept_
-    # Classes never seen in train can never be predicted.
-    unseen = np.setdiff1d(np.arange(n_outputs), classes)
-    intercept[unseen] = intercept[classes].min() - 1e3
-    return {"C": float(model.C_[0])}
