@@ -245,19 +245,23 @@ def test_the_workflow_runs_the_plugins_to_a_table(plugin_run, site):
     extractor = SpectralStats(params={"sr": 12000})
     batch = [load_audio(audio / f"{clip}.wav", sr=12000) for clip in clip_ids[:3]]
     np.testing.assert_allclose(stats[:3], extractor.embed(batch, layers=["stats"])["stats"])
-    # the code record names the plug-in: module, file, digest, distribution, version
-    source = site / "toy_plugins" / "features.py"
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    assert profile["code"]["plugins"] == [
-        {
-            "module": "toy_plugins.features",
-            "file": str(source.resolve()),
-            "sha256": digest,
-            "distribution": DIST,
-            "version": VERSION,
-        }
-    ]
-    assert profile["code"]["sources"][str(source.resolve())] == digest
+    # the code record names the plug-ins (the extractor's and the dataset's, whose class
+    # the job also runs): module, file, digest, distribution, version
+    records = []
+    for module in ("data", "features"):
+        source = (site / "toy_plugins" / f"{module}.py").resolve()
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        records.append(
+            {
+                "module": f"toy_plugins.{module}",
+                "file": str(source),
+                "sha256": digest,
+                "distribution": DIST,
+                "version": VERSION,
+            }
+        )
+        assert profile["code"]["sources"][str(source)] == digest
+    assert profile["code"]["plugins"] == records
     assert profile["environment"]["packages"][DIST] == VERSION
     record = json.loads((results / "provenance" / "tones" / "spec" / "stats.json").read_text())
     assert record["code"]["consistent"], record["code"]["problems"]
