@@ -200,17 +200,21 @@ def rule_sources(rule, job_modules=(), *, root=WORKFLOW_DIR):
     the stage function the script calls), and ``job_modules``: the modules of
     the job's dataset or extractor class, which the registries import by name.
     A job module from outside the package (a plug-in's) counts by its own source
-    file, given by its absolute path; its imports are not followed.
+    file, given by its absolute path, and the package modules it imports are
+    followed (its imports of other modules of its own package are not).
     """
     root = Path(root)
     script = RULE_SCRIPTS[rule]
-    plugins = [m for m in job_modules if _is_plugin(m)]
+    plugins = {m: _plugin_file(m) for m in job_modules if _is_plugin(m)}
     files, seen, todo = (
-        {script, *(p for p in map(_plugin_file, plugins) if p is not None)},
+        {script, *(p for p in plugins.values() if p is not None)},
         set(),
         [*_imports([ast.parse(Path(root, script).read_text())], "")],
     )
     todo += [m for m in job_modules if m not in plugins]
+    for module, path in plugins.items():
+        if path is not None:
+            todo += _imports([ast.parse(Path(path).read_text())], module.rpartition(".")[0])
     stage_functions = {
         name.rpartition(".")[2] for name in todo if name.startswith(STAGES_MODULE + ".")
     }

@@ -44,7 +44,6 @@ CONDA_NAME = {
 PROVIDED_BY = {"scipy": ("scikit-learn", "librosa"), "numpy": ()}
 
 
-
 def extractor_envs():
     """``{extractor: env file}`` as each class states it (conda_env_of in rules/common.smk)."""
     from mirprobe.extractors import EXTRACTOR_CLASSES, get_extractor_class

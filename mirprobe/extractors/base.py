@@ -111,7 +111,9 @@ class Extractor:
         if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
             problems.append(f"sample rate {rate!r} is not a positive integer")
         if not isinstance(cls.min_input_samples, int) or cls.min_input_samples < 1:
-            problems.append(f"min_input_samples {cls.min_input_samples!r} is not a positive integer")
+            problems.append(
+                f"min_input_samples {cls.min_input_samples!r} is not a positive integer"
+            )
         if not cls.default_layers_for(params):
             problems.append("no default layers")
         if problems:
