@@ -6,6 +6,13 @@ schema, each dataset's and each representation's ``params`` are validated
 against the schema of its class, so a wrong key anywhere fails before any job
 runs, with a message naming the key's path.
 
+Datasets and extractors are named by a built-in or installed plug-in's name
+(``kind:``, ``extractor:``) or by ``class: module:Class``; the schema lists
+none of them (the registries are the one list) and an unknown one is a
+ConfigError naming its key and the choices (:func:`entry_class`, and
+:mod:`mirprobe.plugins`). Each class must describe itself
+(``check_description``).
+
 Validation fills every default in place, so the resolved configuration
 (recorded in provenance, hashed into :func:`config_hash`) is explicit.
 
@@ -86,12 +93,14 @@ def validate_config(config):
     for name, entry in config["datasets"].items():
         # schema defaults may share one `{}` object between entries: copy first
         entry["params"] = copy.deepcopy(entry["params"])
-        cls = get_dataset_class(entry["kind"])
+        cls = entry_class(entry, "kind", get_dataset_class, where=f"datasets.{name}")
+        cls.check_description(where=f"datasets.{name}")
         validate_against(entry["params"], cls.params_schema, where=f"datasets.{name}.params")
     for name, entry in config["representations"].items():
         entry["params"] = copy.deepcopy(entry["params"])
-        cls = get_extractor_class(entry["extractor"])
+        cls = entry_class(entry, "extractor", get_extractor_class, where=f"representations.{name}")
         validate_against(entry["params"], cls.params_schema, where=f"representations.{name}.params")
+        cls.check_description(entry["params"], where=f"representations.{name}")
         layers = entry["layers"]
         if layers is None:
             layers = cls.default_layers_for(entry["params"])
@@ -113,6 +122,26 @@ def validate_config(config):
     check_probe(config)
     check_titles(config)
     return config
+
+
+def entry_class(entry, key, get_class, *, where):
+    """The class of a ``datasets`` (``key="kind"``) or ``representations``
+    (``key="extractor"``) entry, which names it by ``key`` (a built-in or installed
+    plug-in's name) or by ``class`` (``module:Class``). A ``class`` is moved to
+    ``key`` in place, so the resolved config names every class one way."""
+    given = [k for k in (key, "class") if k in entry]
+    if len(given) != 1:
+        raise ConfigError(
+            f"{where}: give either {key!r} (a built-in or installed name) or 'class' "
+            f"('module:Class'), not {' and '.join(given) if given else 'neither'}"
+        )
+    if "class" in entry:
+        if ":" not in entry["class"]:
+            raise ConfigError(f"{where}.class: {entry['class']!r} is not 'module:Class'")
+        cls = get_class(entry["class"], where=f"{where}.class")
+        entry[key] = entry.pop("class")
+        return cls
+    return get_class(entry[key], where=f"{where}.{key}")
 
 
 def check_names(config):

@@ -352,7 +352,9 @@ def write_feature_shard(
 
     if extractor.source_record() is not None:
         profile["source"] = extractor.source_record()
-    profile["environment"] = environment_record(device=device)
+    profile["environment"] = environment_record(
+        device=device, packages=extractor.provenance_packages()
+    )
     if code is not None:
         profile["code"] = checked_code_record(code)
     with atomic_path(out_path) as tmp:

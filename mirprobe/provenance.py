@@ -29,7 +29,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: distributions whose versions are recorded (absent ones are recorded as null)
+#: distributions whose versions every stage records (absent ones are recorded as null);
+#: a job also records those its extractor or dataset class names (their
+#: ``provenance_packages()``: tensorflow for MusiCNN, a plug-in's own distribution, ...)
 PACKAGES = (
     "mirprobe",
     "numpy",
@@ -58,15 +60,16 @@ def package_versions(names=PACKAGES):
     return versions
 
 
-def environment_record(*, device="cpu"):
-    """Host, platform, Python, package versions and device of this process."""
+def environment_record(*, device="cpu", packages=()):
+    """Host, platform, Python, package versions and device of this process;
+    ``packages``: distributions recorded beyond :data:`PACKAGES`."""
     record = {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "device": str(device),
-        "packages": package_versions(),
+        "packages": package_versions(tuple(dict.fromkeys((*PACKAGES, *packages)))),
         "conda_env": os.environ.get("CONDA_DEFAULT_ENV"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
@@ -80,15 +83,16 @@ def environment_record(*, device="cpu"):
     return record
 
 
-def stage_record(stage, *, wall_s, device="cpu", code=None, **extra):
+def stage_record(stage, *, wall_s, device="cpu", code=None, packages=(), **extra):
     """The JSON record a stage writes beside its output.
 
-    ``code`` is the stage's :func:`code_record`, taken when the stage started.
+    ``code`` is the stage's :func:`code_record`, taken when the stage started;
+    ``packages`` as for :func:`environment_record`.
     """
     return {
         "stage": stage,
         "wall_s": round(wall_s, 3),
-        **environment_record(device=device),
+        **environment_record(device=device, packages=packages),
         **({"code": code} if code is not None else {}),
         **extra,
     }
@@ -120,8 +124,13 @@ STAGES_MODULE = "mirprobe.stages"
 #: name -> class registries: neither followed nor part of any digest, so that
 #: registering a new dataset or extractor reruns nothing; a job's class module is
 #: in its digest, so pointing a name at another class changes that digest anyway
-REGISTRIES = {"mirprobe/datasets/__init__.py", "mirprobe/extractors/__init__.py"}
-_NOT_FOLLOWED = {"mirprobe.datasets", "mirprobe.extractors", __name__}
+#: (mirprobe/plugins.py is the registries' lookup by name, so the same holds for it)
+REGISTRIES = {
+    "mirprobe/datasets/__init__.py",
+    "mirprobe/extractors/__init__.py",
+    "mirprobe/plugins.py",
+}
+_NOT_FOLLOWED = {"mirprobe.datasets", "mirprobe.extractors", "mirprobe.plugins", __name__}
 # (this module names modules it describes, and imports none of the package)
 
 #: a string naming a package module, as lazy imports by name spell it
@@ -190,15 +199,22 @@ def rule_sources(rule, job_modules=(), *, root=WORKFLOW_DIR):
     import statements (lazy ones included; of the stages module, only those of
     the stage function the script calls), and ``job_modules``: the modules of
     the job's dataset or extractor class, which the registries import by name.
+    A job module from outside the package (a plug-in's) counts by its own source
+    file, given by its absolute path, and the package modules it imports are
+    followed (its imports of other modules of its own package are not).
     """
     root = Path(root)
     script = RULE_SCRIPTS[rule]
+    plugins = {m: _plugin_file(m) for m in job_modules if _is_plugin(m)}
     files, seen, todo = (
-        {script},
+        {script, *(p for p in plugins.values() if p is not None)},
         set(),
         [*_imports([ast.parse(Path(root, script).read_text())], "")],
     )
-    todo += job_modules
+    todo += [m for m in job_modules if m not in plugins]
+    for module, path in plugins.items():
+        if path is not None:
+            todo += _imports([ast.parse(Path(path).read_text())], module.rpartition(".")[0])
     stage_functions = {
         name.rpartition(".")[2] for name in todo if name.startswith(STAGES_MODULE + ".")
     }
@@ -223,6 +239,37 @@ def rule_sources(rule, job_modules=(), *, root=WORKFLOW_DIR):
         else:
             todo.extend(_imports([tree], package))
     return tuple(sorted(files - REGISTRIES))
+
+
+def _is_plugin(module):
+    return module != "mirprobe" and not module.startswith("mirprobe.")
+
+
+def _plugin_file(module):
+    """The absolute path of a plug-in module's source file (None: not importable)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return None
+    return str(Path(spec.origin).resolve())
+
+
+def plugin_record(module):
+    """A plug-in module's origin: module, source file, its sha256, distribution, version."""
+    path = _plugin_file(module)
+    names = importlib.metadata.packages_distributions().get(module.partition(".")[0]) or []
+    dist = sorted(names)[0] if names else None
+    return {
+        "module": module,
+        "file": path,
+        "sha256": None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        "distribution": dist,
+        "version": package_versions([dist])[dist] if dist else None,
+    }
 
 
 def file_digests(paths, *, root=WORKFLOW_DIR):
@@ -255,6 +302,11 @@ def code_record(rule, job_modules=(), *, root=WORKFLOW_DIR):
         "job_modules": sorted(job_modules),
         "source_sha256": sources_sha256(digests),
         "sources": digests,
+        **(
+            {"plugins": [plugin_record(m) for m in sorted(job_modules) if _is_plugin(m)]}
+            if any(_is_plugin(m) for m in job_modules)
+            else {}
+        ),
     }
 
 

@@ -57,6 +57,7 @@ def prepare_dataset(
         "prepare",
         wall_s=time.perf_counter() - started,
         code=checked_code_record(code),
+        packages=dataset.provenance_packages(),
         kind=dataset_config["kind"],
         task_type=dataset.task_type,
         labels=list(dataset.labels()),

@@ -2,6 +2,7 @@
 # Only light modules are imported here, so that parsing takes a fraction of a
 # second (no torch, librosa or transformers at parse time).
 import functools
+import os
 import re
 import sys
 
@@ -72,7 +73,8 @@ def shards_of(dataset):
 
 
 def sample_rate_of(representation):
-    return EXTRACTORS[representation].sample_rate
+    params = config["representations"][representation]["params"]
+    return EXTRACTORS[representation].sample_rate_for(params)
 
 
 def audio_shard_dir(dataset, representation, shard):
@@ -138,17 +140,11 @@ def needs_gpu(representation):
 PROBE_GPUS = 1 if config["probe"]["device"] == "cuda" else 0
 
 
-#: extractors whose packages are not in torch.yaml get their own pinned environment
-EXTRACTOR_ENVS = {"jukebox": "../envs/jukebox.yaml", "musicnn": "../envs/musicnn.yaml"}
-
-
 def conda_env_of(representation):
-    """The pinned environment of an extractor: torch.yaml for the neural ones."""
-    if EXTRACTORS[representation].name in EXTRACTOR_ENVS:
-        return EXTRACTOR_ENVS[EXTRACTORS[representation].name]
-    if EXTRACTORS[representation].wants_gpu:
-        return "../envs/torch.yaml"
-    return "../envs/handcrafted.yaml"
+    """The pinned environment its extractor class names (Extractor.conda_env): a file
+    in envs/, or a plug-in's own file by absolute path."""
+    env = EXTRACTORS[representation].conda_env
+    return env if os.path.isabs(env) else f"../envs/{env}"
 
 
 def row_title(representation, layer):

@@ -39,12 +39,6 @@ def test_misspelt_nested_key_is_named(default_config):
         validate_config(default_config)
 
 
-def test_unknown_extractor_is_named(default_config):
-    default_config["representations"]["jukebocks"] = {"extractor": "jukebocks"}
-    with pytest.raises(ConfigError, match="jukebocks"):
-        validate_config(default_config)
-
-
 def test_bad_dataset_param_is_named(default_config):
     default_config["datasets"]["synth_key"]["params"]["clips_per_kee"] = 3
     with pytest.raises(ConfigError, match=r"datasets\.synth_key\.params.*clips_per_kee"):
@@ -57,14 +51,90 @@ def test_unknown_layer_is_named(default_config):
         validate_config(default_config)
 
 
-def test_schema_enums_match_registries():
+def test_the_schema_lists_no_dataset_kinds_or_extractors():
+    """The registries are the one list (a new class is one file and one line)."""
     schema = load_schema()
-    dataset_kinds = schema["properties"]["datasets"]["additionalProperties"]["properties"]["kind"]
-    extractors = schema["properties"]["representations"]["additionalProperties"]["properties"][
-        "extractor"
-    ]
-    assert sorted(dataset_kinds["enum"]) == sorted(DATASET_CLASSES)
-    assert sorted(extractors["enum"]) == sorted(EXTRACTOR_CLASSES)
+    entries = {
+        section: schema["properties"][section]["additionalProperties"]["properties"]
+        for section in ("datasets", "representations")
+    }
+    for section, key in (("datasets", "kind"), ("representations", "extractor")):
+        assert "enum" not in entries[section][key], f"{section}.*.{key} enumerates classes"
+        assert entries[section]["class"]["type"] == "string"
+
+
+def test_an_unknown_extractor_names_its_key_and_the_choices(default_config):
+    default_config["representations"]["jukebocks"] = {"extractor": "jukebocks"}
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    message = str(error.value)
+    assert message.startswith(
+        "representations.jukebocks.extractor: unknown extractor 'jukebocks'; built-in: "
+        f"{sorted(EXTRACTOR_CLASSES)}"
+    )
+    assert "'mirprobe.extractors'" in message and "'module:Class'" in message
+
+
+def test_an_unknown_dataset_kind_names_its_key_and_the_choices(default_config):
+    default_config["datasets"]["synth_key"]["kind"] = "synthetic_kee"
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    assert str(error.value).startswith(
+        "datasets.synth_key.kind: unknown dataset kind 'synthetic_kee'; built-in: "
+        f"{sorted(DATASET_CLASSES)}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"class": "collections:OrderedDict"},
+            "representations.odd.class: extractor 'collections:OrderedDict': "
+            "collections:OrderedDict is not a subclass of mirprobe.extractors.base.Extractor",
+        ),
+        (
+            {"class": "no_such_package.features:Thing"},
+            "representations.odd.class: extractor 'no_such_package.features:Thing': cannot "
+            "import module 'no_such_package.features'",
+        ),
+        (
+            {"class": "mirprobe.extractors.handcrafted:Nothing"},
+            "representations.odd.class: extractor 'mirprobe.extractors.handcrafted:Nothing': "
+            "module 'mirprobe.extractors.handcrafted' has no 'Nothing'",
+        ),
+        ({"class": "mirprobe.extractors.handcrafted"}, "representations.odd.class: "),
+        (
+            {"extractor": "mfcc", "class": "mirprobe.extractors.handcrafted:MFCC"},
+            "representations.odd: give either 'extractor' (a built-in or installed name) or "
+            "'class' ('module:Class'), not extractor and class",
+        ),
+        ({}, "representations.odd: give either 'extractor'"),
+        (
+            # a built-in's private base class: it describes no extractor
+            {"class": "mirprobe.extractors.handcrafted:_Handcrafted"},
+            "representations.odd: extractor class mirprobe.extractors.handcrafted._Handcrafted:"
+            " no name",
+        ),
+    ],
+)
+def test_a_bad_class_is_named(default_config, entry, message):
+    default_config["representations"]["odd"] = entry
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    assert str(error.value).startswith(message)
+
+
+def test_a_built_in_named_by_class_resolves_to_its_path(default_config):
+    default_config["representations"]["mfcc"] = {
+        "class": "mirprobe.extractors.handcrafted:MFCC",
+        "label": "MFCC2",
+    }
+    config = validate_config(default_config)
+    assert config["representations"]["mfcc"]["extractor"] == "mirprobe.extractors.handcrafted:MFCC"
+    assert "class" not in config["representations"]["mfcc"]
+    # the resolved config validates again to itself
+    assert validate_config(copy.deepcopy(config)) == config
 
 
 def test_every_schema_property_is_documented():

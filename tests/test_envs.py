@@ -43,8 +43,13 @@ CONDA_NAME = {
 #: packages that arrive with another listed one
 PROVIDED_BY = {"scipy": ("scikit-learn", "librosa"), "numpy": ()}
 
-#: extractors with their own env (as EXTRACTOR_ENVS in rules/common.smk)
-EXTRACTOR_ENVS = {"jukebox": "jukebox.yaml", "musicnn": "musicnn.yaml"}
+
+def extractor_envs():
+    """``{extractor: env file}`` as each class states it (conda_env_of in rules/common.smk)."""
+    from mirprobe.extractors import EXTRACTOR_CLASSES, get_extractor_class
+
+    return {name: get_extractor_class(name).conda_env for name in EXTRACTOR_CLASSES}
+
 
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
 
@@ -231,7 +236,7 @@ def test_each_rule_env_provides_what_its_script_imports():
         used = script_packages((REPO / "rules" / script).resolve())
         if conda.startswith("lambda"):
             # see conda_env_of in common.smk
-            env_names = ["handcrafted.yaml", "torch.yaml", *EXTRACTOR_ENVS.values()]
+            env_names = sorted(set(extractor_envs().values()))
         else:
             env_names = [Path(conda.strip('"')).name]
         for env_name in env_names:
@@ -252,17 +257,43 @@ def _registry_modules(registry):
 
 
 def test_every_extractor_module_fits_its_env():
-    from mirprobe.extractors import EXTRACTOR_CLASSES, get_extractor_class
+    from mirprobe.extractors import EXTRACTOR_CLASSES
 
     problems = []
-    for name, target in EXTRACTOR_CLASSES.items():
-        module, cls_name = target.split(":")
-        env = "torch.yaml" if get_extractor_class(name).wants_gpu else "handcrafted.yaml"
-        env = EXTRACTOR_ENVS.get(name, env)
+    for name, env in extractor_envs().items():
+        module = EXTRACTOR_CLASSES[name].split(":")[0]
         provided = env_packages(REPO / "envs" / env)
         for package in packages_used(module, None):
             if CONDA_NAME.get(package) not in provided:
                 problems.append(f"extractor {name} ({env}) imports {package}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_extractor_records_the_packages_its_env_provides():
+    """What provenance records for an extractor's jobs (its ``packages``) is installed
+    by the environment it names, and the packages its module imports that are not
+    core ones are among those it records (so tensorflow is recorded for MusiCNN)."""
+    from mirprobe.extractors import EXTRACTOR_CLASSES, get_extractor_class
+    from mirprobe.provenance import PACKAGES
+
+    conda_of_dist = {v: v for v in CONDA_NAME.values()} | {
+        "torch": "pytorch",
+        "jukebox-infer": "jukebox-infer",
+        "tf_keras": "tf_keras",
+    }
+    import_of_dist = {"torch": "torch", "jukebox-infer": "jukebox_infer"}
+    problems = []
+    for name, target in EXTRACTOR_CLASSES.items():
+        cls = get_extractor_class(name)
+        provided = env_packages(REPO / "envs" / cls.conda_env)
+        for dist in cls.packages:
+            if conda_of_dist.get(dist, dist) not in provided:
+                problems.append(f"extractor {name} records {dist}, absent from {cls.conda_env}")
+        recorded = {import_of_dist.get(d, d) for d in (*PACKAGES, *cls.packages)}
+        recorded |= {k for k, v in CONDA_NAME.items() if v in PACKAGES}
+        for package in packages_used(target.split(":")[0], None):
+            if package not in recorded:
+                problems.append(f"extractor {name} imports {package} but does not record it")
     assert not problems, "\n".join(problems)
 
 

@@ -1,12 +1,14 @@
 """Datasets: one class per dataset behind :class:`~mirprobe.datasets.base.Dataset`.
 
-:func:`get_dataset_class` maps a config ``kind`` to its class without
-importing the heavy modules of the other datasets.
+``DATASET_CLASSES`` is the one list of built-in dataset kinds: adding one is a
+module holding its class and one line here (the config schema does not
+enumerate them). :func:`get_dataset_class` maps a config ``kind`` to its class
+without importing the heavy modules of the other datasets; a class from outside
+the package is named by ``class: some_package.module:Name`` or by its name in the
+:data:`ENTRY_POINT_GROUP` entry-point group (see :mod:`mirprobe.plugins`).
 """
 
-import importlib
-
-from ..errors import ConfigError
+from ..plugins import load_class
 
 #: config ``kind`` -> "module:Class"; adding a dataset is one file and one line
 DATASET_CLASSES = {
@@ -17,17 +19,23 @@ DATASET_CLASSES = {
     "magnatagatune": "mirprobe.datasets.magnatagatune:MagnaTagATune",
 }
 
+#: entry-point group in which installed distributions declare datasets
+ENTRY_POINT_GROUP = "mirprobe.datasets"
 
-def get_dataset_class(kind):
-    """The dataset class registered under ``kind``."""
-    try:
-        target = DATASET_CLASSES[kind]
-    except KeyError:
-        raise ConfigError(
-            f"unknown dataset kind {kind!r}; known kinds: {sorted(DATASET_CLASSES)}"
-        ) from None
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+
+def get_dataset_class(kind, *, where=None):
+    """The dataset class ``kind`` refers to: a built-in kind, an installed entry
+    point's name or ``module:Class``; ``where`` is the config key naming it."""
+    from .base import Dataset
+
+    return load_class(
+        kind,
+        registry=DATASET_CLASSES,
+        group=ENTRY_POINT_GROUP,
+        base=Dataset,
+        what="dataset kind",
+        where=where,
+    )
 
 
 def build_dataset(name, dataset_config, *, data_home=None):

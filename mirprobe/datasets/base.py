@@ -22,6 +22,13 @@ one *metadata table*: a CSV with one row per clip and these columns
     the task scores songs (key). Equal to ``clip_id`` for whole-song clips.
 
 Extra columns (instrument, tempo, ...) are kept and ignored by the probes.
+
+A dataset class describes itself by its class attributes (``kind``,
+``task_type``, ``params_schema``, ``conda_env``, ``packages``, below); the
+registry in ``__init__.py`` only maps a config ``kind`` to it. A class from
+outside the package (``class: some_package.module:Name`` in config, or an
+installed entry point, see :mod:`mirprobe.plugins`) subclasses
+:class:`Dataset` the same way.
 """
 
 import hashlib
@@ -29,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 METADATA_COLUMNS = [
     "clip_id",
@@ -45,7 +52,7 @@ TASK_TYPES = ("multiclass", "key", "multilabel", "regression")
 
 
 class Dataset:
-    """Base class: one subclass per dataset, registered in ``registry.py``.
+    """Base class: one subclass per dataset, registered in ``__init__.py``.
 
     Subclasses set the class attributes and implement :meth:`prepare`.
     ``params`` is the dataset's ``params`` mapping from the config, already
@@ -58,6 +65,10 @@ class Dataset:
     task_type = None
     #: JSON schema of the ``params`` mapping in the config
     params_schema = {"type": "object", "additionalProperties": False}
+    #: environment file of its prepare jobs (a name in envs/)
+    conda_env = "audio.yaml"
+    #: distributions provenance records for its prepare job (beyond provenance.PACKAGES)
+    packages = ()
     #: this dataset's tag in jukemir (the CALM paper's code), None if not one of its
     jukemir_tag = None
     #: True when ``prepare`` decodes audio headers and so applies ``on_bad_audio`` itself
@@ -68,6 +79,32 @@ class Dataset:
         self.name = name
         self.params = dict(params or {})
         self.data_home = None if data_home is None else Path(data_home)
+
+    @classmethod
+    def provenance_packages(cls):
+        """The distributions whose versions its prepare job records: ``packages`` and,
+        for a plug-in, the distribution that installed it (when one did)."""
+        from ..plugins import distribution_of, is_plugin_module
+
+        extra = ()
+        if is_plugin_module(cls.__module__):
+            dist, _ = distribution_of(cls.__module__)
+            extra = () if dist is None else (dist,)
+        return tuple(dict.fromkeys((*cls.packages, *extra)))
+
+    @classmethod
+    def check_description(cls, *, where):
+        """ConfigError unless the class describes itself (kind, task type)."""
+        problems = []
+        if not isinstance(cls.kind, str) or not cls.kind:
+            problems.append("no kind")
+        if cls.task_type not in TASK_TYPES:
+            problems.append(f"task_type {cls.task_type!r} is not one of {TASK_TYPES}")
+        if problems:
+            raise ConfigError(
+                f"{where}: dataset class {cls.__module__}.{cls.__qualname__}: "
+                + "; ".join(problems)
+            )
 
     @classmethod
     def jukemir_uid(cls, clip_id):

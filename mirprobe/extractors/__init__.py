@@ -1,13 +1,18 @@
 """Feature extractors: one class per representation behind
 :class:`~mirprobe.extractors.base.Extractor`, chosen by config name.
 
-Adding a representation is one module and one line in ``EXTRACTOR_CLASSES``
-(and its name in the schema's ``extractor`` enum).
+``EXTRACTOR_CLASSES`` is the one list of built-in extractors: adding one is a
+module holding its class (which describes itself, see the base module) and one
+line here. The config schema does not enumerate them; an unknown name is a
+ConfigError listing the choices.
+
+A class from outside the package is named in config by ``class:
+some_package.module:Name``, or by the name an installed distribution gives
+it in the :data:`ENTRY_POINT_GROUP` entry-point group (see
+:mod:`mirprobe.plugins`).
 """
 
-import importlib
-
-from ..errors import ConfigError
+from ..plugins import load_class
 
 EXTRACTOR_CLASSES = {
     "chroma": "mirprobe.extractors.handcrafted:Chroma",
@@ -22,17 +27,23 @@ EXTRACTOR_CLASSES = {
     "sota_tagger": "mirprobe.extractors.sota_tagging:SotaTagger",
 }
 
+#: entry-point group in which installed distributions declare extractors
+ENTRY_POINT_GROUP = "mirprobe.extractors"
 
-def get_extractor_class(name):
-    """The extractor class registered under ``name``."""
-    try:
-        target = EXTRACTOR_CLASSES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown extractor {name!r}; known extractors: {sorted(EXTRACTOR_CLASSES)}"
-        ) from None
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+
+def get_extractor_class(name, *, where=None):
+    """The extractor class ``name`` refers to: a built-in name, an installed entry
+    point's name or ``module:Class``; ``where`` is the config key naming it."""
+    from .base import Extractor
+
+    return load_class(
+        name,
+        registry=EXTRACTOR_CLASSES,
+        group=ENTRY_POINT_GROUP,
+        base=Extractor,
+        what="extractor",
+        where=where,
+    )
 
 
 def build_extractor(representation_config):

@@ -1,10 +1,23 @@
 """The extractor interface shared by every representation.
 
 One small class per representation (HEAR's ``load_model`` /
-``get_scene_embeddings`` idea):
+``get_scene_embeddings`` idea). The class describes itself; nothing about it is
+written anywhere else (the registry in ``__init__.py`` only maps a config name
+to it, and the workflow, the provenance and the tests read these attributes):
 
-``sample_rate``
-    the rate the model expects; the workflow resamples each dataset once per rate.
+``name``
+    its config name (``extractor: <name>``).
+``conda_env``
+    the pinned environment its extraction jobs run in: a file name in ``envs/``
+    (``"torch.yaml"``) or, for a plug-in, an absolute path to its own file.
+``packages``
+    the distributions whose versions provenance records for its jobs, beyond
+    the core ones (:data:`mirprobe.provenance.PACKAGES`), e.g. ``("tensorflow",
+    "musicnn")``; a plug-in's own distribution is added by itself.
+``sample_rate`` / ``sample_rate_for(params)``
+    the rate the model expects (the classmethod, where it depends on params;
+    an instance's ``sample_rate`` is that of its params); the workflow
+    resamples each dataset once per rate.
 ``available_layers(params)`` / ``default_layers``
     names of the layers the extractor can return, and those probed by default.
 ``wants_gpu``
@@ -41,6 +54,10 @@ from ..errors import ConfigError, DataError
 class Extractor:
     #: config ``extractor`` name
     name = None
+    #: environment file of its jobs: a name in envs/ or an absolute path (see module docstring)
+    conda_env = None
+    #: distributions provenance records for its jobs (beyond provenance.PACKAGES)
+    packages = ()
     sample_rate = None
     wants_gpu = False
     #: shortest clip accepted, in samples at ``sample_rate`` (each extractor sets its own)
@@ -60,7 +77,50 @@ class Extractor:
             if "default" in spec
         }
         self.params = defaults | dict(params or {})
+        self.sample_rate = self.sample_rate_for(self.params)
         self.device = "cpu"
+
+    @classmethod
+    def sample_rate_for(cls, params):
+        """The sample rate (Hz) the model expects under ``params``."""
+        return cls.sample_rate
+
+    @classmethod
+    def provenance_packages(cls):
+        """The distributions whose versions its jobs record: ``packages`` and, for a
+        plug-in, the distribution that installed it (when one did)."""
+        from ..plugins import distribution_of, is_plugin_module
+
+        extra = ()
+        if is_plugin_module(cls.__module__):
+            dist, _ = distribution_of(cls.__module__)
+            extra = () if dist is None else (dist,)
+        return tuple(dict.fromkeys((*cls.packages, *extra)))
+
+    @classmethod
+    def check_description(cls, params, *, where):
+        """ConfigError unless the class describes itself (module docstring) under ``params``."""
+        problems = []
+        if not isinstance(cls.name, str) or not cls.name:
+            problems.append("no name")
+        if not isinstance(cls.conda_env, str) or not cls.conda_env.endswith((".yaml", ".yml")):
+            problems.append(f"conda_env {cls.conda_env!r} is not an environment file name")
+        if not all(isinstance(p, str) and p for p in cls.packages):
+            problems.append(f"packages {cls.packages!r} are not distribution names")
+        rate = cls.sample_rate_for(params)
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+            problems.append(f"sample rate {rate!r} is not a positive integer")
+        if not isinstance(cls.min_input_samples, int) or cls.min_input_samples < 1:
+            problems.append(
+                f"min_input_samples {cls.min_input_samples!r} is not a positive integer"
+            )
+        if not cls.default_layers_for(params):
+            problems.append("no default layers")
+        if problems:
+            raise ConfigError(
+                f"{where}: extractor class {cls.__module__}.{cls.__qualname__}: "
+                + "; ".join(problems)
+            )
 
     @classmethod
     def available_layers(cls, params):

@@ -284,6 +284,8 @@ class Choi(Extractor):
     """Choi et al. 2017 convnet features (see the module docstring)."""
 
     name = "choi"
+    conda_env = "torch.yaml"
+    packages = ("torch", "h5py", "librosa")
     sample_rate = SAMPLE_RATE
     min_input_samples = N_FFT  # one STFT window of signal; then tiled or padded to 29 s
     wants_gpu = True

@@ -106,6 +106,8 @@ class CLMR(Extractor):
     """CLMR SampleCNN encoder, frame-averaged (see the module docstring)."""
 
     name = "clmr"
+    conda_env = "torch.yaml"
+    packages = ("torch",)
     sample_rate = SAMPLE_RATE
     min_input_samples = 1  # any clip: a shorter one is zero-padded to one frame (see above)
     wants_gpu = True

@@ -34,6 +34,8 @@ def peak_normalise(y):
 
 class _Handcrafted(Extractor):
     sample_rate = 22050
+    conda_env = "handcrafted.yaml"
+    packages = ("librosa",)
     wants_gpu = False
     # three centred frames: the second time difference of fewer is empty (NaN statistics)
     min_input_samples = 2 * HOP_LENGTH

@@ -144,6 +144,8 @@ class Jukebox(Extractor):
     """Jukebox 5B top-prior block outputs, mean-pooled (see the module docstring)."""
 
     name = "jukebox"
+    conda_env = "jukebox.yaml"
+    packages = ("torch", "jukebox-infer", "librosa")
     sample_rate = SAMPLE_RATE
     min_input_samples = 128  # one top-level token of Jukebox-5B's VQ-VAE (hop 128)
     wants_gpu = True

@@ -168,6 +168,7 @@ class JukemirPrecomputed(Extractor):
     """jukemir's published features of one CALM representation (module docstring)."""
 
     name = "jukemir_precomputed"
+    conda_env = "handcrafted.yaml"
     #: the clip list comes from shards resampled at this rate (shared with
     #: chroma, MFCC and CLMR); the audio is not read
     sample_rate = 22050

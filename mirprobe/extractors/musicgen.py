@@ -286,6 +286,8 @@ class _WindowedTransformersExtractor(Extractor):
     """Windowing, batching of equal-length windows and frame-weighted pooling."""
 
     sample_rate = SAMPLE_RATE
+    conda_env = "torch.yaml"
+    packages = ("torch", "transformers", "safetensors", "huggingface_hub")
     wants_gpu = True
     min_input_samples = 640  # one EnCodec frame (hop 640 at 32 kHz)
 

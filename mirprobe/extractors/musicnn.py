@@ -197,6 +197,8 @@ class MusiCNN(Extractor):
     """MusiCNN patch features averaged over time (see the module docstring)."""
 
     name = "musicnn"
+    conda_env = "musicnn.yaml"
+    packages = ("tensorflow", "tf_keras", "musicnn", "librosa")
     sample_rate = SAMPLE_RATE
     min_input_samples = 512  # one STFT window (n_fft); then repeat-padded to a patch
     wants_gpu = False

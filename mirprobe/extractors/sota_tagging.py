@@ -166,6 +166,8 @@ class SotaTagger(Extractor):
     """Won et al. 2020's FCN, CRNN or MusiCNN tagger (see the module docstring)."""
 
     name = "sota_tagger"
+    conda_env = "torch.yaml"
+    packages = ("torch",)
     sample_rate = SAMPLE_RATE
     wants_gpu = True
     #: those of the default model (fcn); default_layers_for gives each model's
