@@ -23,7 +23,7 @@ def prepared(tmp_path_factory):
         name="synth_key",
         dataset_config={
             "kind": "synthetic_key",
-            "params": {"clips_per_key": 3, "duration": 0.5, "seed": 0},
+            "params": {"clips_per_key": 3, "duration": 0.25, "sample_rate": 8000, "seed": 0},
         },
         metadata_path=out / "metadata.csv",
         record_path=out / "prepare.json",
