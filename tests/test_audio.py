@@ -235,3 +235,28 @@ def test_error_mode_lists_at_most_twenty_bad_clips_and_counts_the_rest(tmp_path)
     message = str(error.value)
     assert "23 bad clip(s)" in message and "... and 3 more" in message
     assert [f"b{i:02d}.wav" in message for i in range(23)] == [True] * 20 + [False] * 3
+
+
+# -- mono mix and resampling, at the value level ------------------------------------
+def test_stereo_is_mixed_as_the_mean_of_its_channels(tmp_path):
+    # two different channels, written as float so the mix is exact to float32
+    left, right = tone(freq=440.0), 0.3 * tone(freq=97.0) - 0.1
+    sf.write(tmp_path / "st.wav", np.stack([left, right], axis=1), 22050, subtype="FLOAT")
+    y = load_audio(tmp_path / "st.wav", sr=22050)
+    np.testing.assert_allclose(y, (left + right) / 2, atol=1e-7)
+    # a three-channel file mixes the same way
+    third = -0.2 * tone(freq=1234.0)
+    sf.write(tmp_path / "tri.wav", np.stack([left, right, third], 1), 22050, subtype="FLOAT")
+    np.testing.assert_allclose(
+        load_audio(tmp_path / "tri.wav", sr=22050), (left + right + third) / 3, atol=1e-7
+    )
+
+
+def test_resampling_keeps_a_tone_at_its_frequency_and_level(tmp_path):
+    sf.write(tmp_path / "t.wav", tone(seconds=1.0, freq=440.0), 22050, subtype="FLOAT")
+    y = load_audio(tmp_path / "t.wav", sr=16000)
+    assert len(y) == 16000
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    assert np.argmax(spectrum) == 440  # 1 Hz bins over one second
+    middle = y[2000:-2000]
+    assert np.sqrt(np.mean(middle**2)) == pytest.approx(0.5 / np.sqrt(2), rel=1e-2)
