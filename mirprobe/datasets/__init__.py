@@ -15,6 +15,8 @@ DATASET_CLASSES = {
     "giantsteps_clips": "mirprobe.datasets.giantsteps:GiantStepsClips",
     "emomusic": "mirprobe.datasets.emomusic:Emomusic",
     "magnatagatune": "mirprobe.datasets.magnatagatune:MagnaTagATune",
+    "folder": "mirprobe.datasets.folder:FolderDataset",
+    "mirdata": "mirprobe.datasets.mirdata_dataset:MirdataDataset",
 }
 
 

@@ -305,7 +305,7 @@ def check_decodable(paths, *, on_bad_audio="error"):
     """
     import soundfile as sf
 
-    from ..audio import BAD_AUDIO_POLICIES, bad_clips_message
+    from ..audio import BAD_AUDIO_POLICIES, bad_clips_message, decode_problem
     from ..errors import AudioDecodeError
 
     if on_bad_audio not in BAD_AUDIO_POLICIES:
@@ -317,7 +317,7 @@ def check_decodable(paths, *, on_bad_audio="error"):
             if info.frames <= 0:
                 bad.append(AudioDecodeError(path, "no audio frames"))
         except (sf.LibsndfileError, RuntimeError, ValueError) as error:
-            bad.append(AudioDecodeError(path, f"cannot decode audio ({error})"))
+            bad.append(AudioDecodeError(path, decode_problem(path, error)))
     if bad and on_bad_audio == "error":
         raise AudioDecodeError(bad[0].path, bad_clips_message(bad, what="the dataset's audio"))
     for error in bad:
