@@ -349,3 +349,8 @@ def mirdata_report(loader):
         lines.append("  every indexed file is present and matches its md5")
     report["message"] = "\n".join(lines)
     return report
+
+
+def subset_label(n_clips, n_total):
+    """How a run on part of a dataset is labelled in its prepare record, provenance and table."""
+    return f"subset ({n_clips} of {n_total} clips)"
