@@ -163,6 +163,11 @@ class GtzanFaultFiltered(RemoteDataset):
     jukemir_tag = "gtzan_ff"
     task_type = "multiclass"
     subdir = "gtzan"
+    layout_hint = (
+        "Instead of genres.tar.gz, gtzan/ may hold GTZAN unpacked: gtzan_genre/genres/<genre>/, "
+        "genres/<genre>/ (.wav or .au) or Data/genres_original/<genre>/; with params.verify: "
+        "present, the clips present are used and the table says it is a subset"
+    )
     params_schema = params_schema(
         {
             "mirdata_index": {
