@@ -39,7 +39,10 @@ Raw files
     ``assets/giantsteps.json``), and one mp3 per song,
     ``audio/<id>.LOFI.mp3``, verified against the md5 that the annotation
     repository itself lists in ``md5/<id>.LOFI.md5`` (the same md5s as
-    jukemir's registry), fetched from the JKU backup (jukemir's URLs).
+    jukemir's registry), fetched from the JKU backup (jukemir's URLs). In
+    the raw directory, an unpacked repository (``giantsteps-key-dataset*/``,
+    ``giantsteps-mtg-key-dataset*/`` with ``annotations/``) replaces its zip;
+    the sha256 of its file listing is recorded (no digest is published).
 
 mirdata's ``giantsteps_key`` (version ``+``) is the 600-track GS+ variant
 with corrected keys, and ``beatport_key`` the MTG set in another layout;

@@ -15,8 +15,19 @@ Raw files (registry :data:`REMOTES`, checksums from jukemir's ``assets/gtzan.jso
     ``genres.tar.gz`` (sha256 ``24347e02…``; the original URL
     opihi.cs.uvic.ca is dead, so give a mirror in ``params.mirrors.GTZAN``
     or place the file by hand) and the three split lists. Instead of the
-    tarball, the raw directory may hold it unpacked in mirdata's layout,
-    ``gtzan_genre/genres/<genre>/<genre>.000NN.wav``.
+    tarball, the raw directory may hold GTZAN unpacked (:data:`LAYOUTS`):
+    ``gtzan_genre/genres/<genre>/<id>.wav`` (mirdata's layout: every file must
+    match the index md5), ``genres/<genre>/<id>.wav|.au`` (the tarball as it
+    unpacks) or ``Data/genres_original/<genre>/<id>.wav`` (the widely shared
+    copy): in those two, a ``.wav`` is md5-checked where it agrees with the
+    index and its mismatch recorded where not, and a ``.au`` (no published
+    digest) recorded; every file's sha256 goes into ``checksums.tsv``.
+
+Verification (``params.verify``)
+    ``strict`` (default): all 930 clips. ``present`` (data_home only): the
+    listed clips found in an unpacked tree (counted when the workflow is
+    parsed); the rest are listed in the record, which says
+    ``subset (N of 930 clips)``, as does the table.
 
 Audio is located and verified through **mirdata**'s ``gtzan_genre`` loader
 (version ``1.0``): every listed track must be in mirdata's index and match
