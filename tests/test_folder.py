@@ -291,3 +291,45 @@ def test_config_validation_accepts_the_folder_kind(folder, tmp_path):
             }
         )
     json.dumps(config["datasets"]["mine"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("path,label\n", r"labels\.csv: labels table has no rows"),
+        ("path,label\n ,a\n", r"labels\.csv row 2: empty path"),
+        ("path,label\ndance/take0.wav,\n", r"labels\.csv row 2: empty label"),
+        (
+            "path,label,clip_id\ndance/take0.wav,a,x\ndance/take1.ogg,a,x\n",
+            r"clip ids \['x'\] occur on more than one row",
+        ),
+        ("path,label,clip_id\ndance/take0.wav,a, \n", r"row 2: empty clip_id"),
+        ("path,label,offset\ndance/take0.wav,a,soon\n", r"row 2: offset 'soon' is not a number"),
+        ("path,label,duration\ndance/take0.wav,a,0\n", r"row 2: duration '0' must be a positive"),
+        ("path,label,offset\ndance/take0.wav,a,-1\n", r"row 2: offset '-1' must be a positive"),
+    ],
+)
+def test_table_errors_name_the_row(folder, tmp_path, text, message):
+    root, _ = folder
+    with pytest.raises(DataError, match=message):
+        dataset(root, _table(tmp_path, text)).num_clips()
+
+
+def test_a_tag_holding_the_metadata_separator_is_refused(folder, tmp_path):
+    root, _ = folder
+    labels = _table(tmp_path, "path,label\ndance/take0.wav,a|b;c\n")
+    with pytest.raises(DataError, match=r"row 2: tag 'a\|b' contains '\|'"):
+        dataset(root, labels, task="multilabel").num_clips()
+
+
+def test_missing_table_or_folder_is_named(folder, tmp_path):
+    root, _ = folder
+    with pytest.raises(DataError, match=r"nope\.csv: labels table not found \(params\.labels"):
+        dataset(root, tmp_path / "nope.csv").num_clips()
+    labels = _table(tmp_path, "path,label\ndance/take0.wav,a\n")
+    with pytest.raises(DataError, match=r"gone: audio folder not found \(params\.root"):
+        dataset(tmp_path / "gone", labels).num_clips()
+    binary = tmp_path / "labels.tsv"
+    binary.write_bytes(b"path\tlabel\n\xff\xfe\x00bad\ta\n")
+    with pytest.raises(DataError, match=r"labels\.tsv: cannot read the labels table"):
+        dataset(root, binary).num_clips()

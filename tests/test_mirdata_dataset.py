@@ -181,3 +181,13 @@ def test_unusable_labels_say_why():
     config = entry("giantsteps_key", verify="present", label="genres", task="key")
     with pytest.raises(DataError, match=r"no track has usable audio and label"):
         build_dataset("m", config).num_clips()
+
+
+def test_a_missing_folder_or_unknown_version_is_named(tmp_path):
+    config = entry("beatport_key")
+    config["params"]["data_home"] = str(tmp_path / "gone")
+    with pytest.raises(DataError, match=r"gone: folder of mirdata beatport_key not found"):
+        build_dataset("m", config).num_clips()
+    config = entry("beatport_key", version="9.9")
+    with pytest.raises(ConfigError, match=r"mirdata beatport_key 9\.9: "):
+        build_dataset("m", config).num_clips()

@@ -160,3 +160,23 @@ def test_a_repacked_gtzan_tarball_says_what_to_do(tmp_path):
     assert "genres.tar.gz: checksum mismatch: sha256 is" in message
     assert "replace it with the original" in message and "fetch it again" not in message
     assert "Data/genres_original/<genre>/" in message and "params.verify: present" in message
+
+
+def test_mtat_present_without_csvs_or_tree_says_what_is_missing(tmp_path):
+    (tmp_path / "magnatagatune").mkdir()
+    config = {"kind": "magnatagatune", "params": {"verify": "present"}}
+    with pytest.raises(DataError, match=r"MagnaTagATune CSVs not found in data_home: .*clip_info"):
+        build_dataset("mtat", config, data_home=tmp_path).num_clips()
+    rebuilt_mtat_csvs(tmp_path / "magnatagatune")
+    with pytest.raises(DataError, match=r"no unpacked mp3 tree .*mp3/0/ \.\.\. .*mp3/f/"):
+        build_dataset("mtat", config, data_home=tmp_path).num_clips()
+
+
+def test_gtzan_present_without_split_lists_says_where_they_come_from(tmp_path):
+    (tmp_path / "gtzan").mkdir()
+    index = fixture_path("mirdata_indexes", "gtzan_genre_index_1.0.json")
+    config = {"kind": "gtzan_ff", "params": {"mirdata_index": str(index), "verify": "present"}}
+    with pytest.raises(
+        DataError, match=r"GTZAN split lists not found in data_home: .*from https://"
+    ):
+        build_dataset("gtzan", config, data_home=tmp_path).num_clips()
