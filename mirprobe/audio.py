@@ -1,12 +1,14 @@
 """Audio decoding, validation and resampling.
 
 Conventions: audio is a mono ``float32`` numpy array ``y`` at sample rate
-``sr``. :func:`load_audio` decodes with soundfile (WAV, FLAC, OGG, MP3),
+``sr``. :func:`load_audio` decodes with soundfile (WAV, FLAC, OGG, MP3; not
+m4a/AAC, whose error says how to convert),
 mixes to mono, cuts ``[offset, offset + duration)`` and resamples with
 librosa (soxr). Every failure raises :class:`~mirprobe.errors.AudioDecodeError`
 naming the file and the problem: missing, empty, undecodable, truncated
 (shorter than the metadata says, or, for a whole file, fewer frames decoded
-than its header declares), or holding non-finite samples. A silent clip is
+than its header declares), cut past its end (the offset and the file's length
+are named), or holding non-finite samples. A silent clip is
 legal but degenerate: it is returned with a warning.
 
 :func:`resample_shard` converts one shard of a dataset to mono WAV at one
@@ -36,6 +38,10 @@ from .errors import AudioDecodeError, ConfigError
 #: a clip may be this much shorter than its declared duration (codec padding)
 TRUNCATION_TOLERANCE_S = 0.05
 BAD_AUDIO_POLICIES = ("error", "exclude")
+#: what soundfile (libsndfile) decodes; m4a/AAC, WMA and video containers it cannot
+READABLE_FORMATS = "WAV, FLAC, Ogg (Vorbis, Opus), MP3, AIFF, AU"
+#: suffixes of formats libsndfile cannot decode, so the message can say how to convert
+UNREADABLE_SUFFIXES = (".m4a", ".mp4", ".aac", ".alac", ".wma", ".webm", ".mkv", ".ape")
 #: bad clips named in one error (the rest are counted)
 MAX_LISTED = 20
 #: columns of a resampled shard's manifest
@@ -74,6 +80,39 @@ def wav_header_frames(path):
                 handle.seek(size + (size & 1), 1)
 
 
+def format_hint(path):
+    """What to do about a file soundfile cannot decode: the formats that work, how to convert."""
+    suffix = Path(path).suffix.lower()
+    what = f"{suffix[1:]} files" if suffix in UNREADABLE_SUFFIXES else "this format"
+    return (
+        f"soundfile cannot read {what}; it reads {READABLE_FORMATS}. Convert it, e.g. "
+        f"`ffmpeg -i {Path(path).name} {Path(path).with_suffix('.flac').name}` (FLAC is "
+        "lossless; for m4a/AAC this decodes the original once, adding no further loss)"
+    )
+
+
+def decode_problem(path, error):
+    """The AudioDecodeError problem text for soundfile's ``error`` on ``path``."""
+    text = f"cannot decode audio ({error})"
+    if Path(path).suffix.lower() in UNREADABLE_SUFFIXES or "not recognised" in str(error):
+        text += f"; {format_hint(path)}"
+    return text
+
+
+def clip_problem(*, frames, samplerate, offset, duration):
+    """Why the clip ``[offset, offset + duration)`` cannot be cut from a file of ``frames``
+    frames at ``samplerate``, or None; ``duration`` None = to the end of the file."""
+    length = frames / samplerate
+    if offset > 0 and offset >= length:
+        return f"offset {offset:.3f} s is past the end of the file ({length:.3f} s long)"
+    if duration is not None and offset + duration > length + TRUNCATION_TOLERANCE_S:
+        return (
+            f"too short: the clip ends at {offset + duration:.3f} s (offset {offset:.3f} s "
+            f"+ duration {duration:.3f} s), the file is {length:.3f} s long"
+        )
+    return None
+
+
 def load_audio(path, *, sr, offset=0.0, duration=None):
     """Decode ``path`` to mono float32 at ``sr``; raise AudioDecodeError on bad input."""
     import soundfile as sf
@@ -88,13 +127,17 @@ def load_audio(path, *, sr, offset=0.0, duration=None):
         declared = wav_header_frames(path) if info.format in ("WAV", "WAVEX") else None
         declared = info.frames if declared is None else declared
         native_sr = info.samplerate
+        # the header's length: an offset past it would decode nothing, said plainly
+        problem = clip_problem(frames=declared, samplerate=native_sr, offset=offset, duration=None)
         start = int(round(offset * native_sr))
         frames = -1 if duration is None else int(round(duration * native_sr))
         y, native_sr = sf.read(
             str(path), start=start, frames=frames, dtype="float32", always_2d=True
         )
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
-        raise AudioDecodeError(path, f"cannot decode audio ({error})") from None
+        raise AudioDecodeError(path, decode_problem(path, error)) from None
+    if problem is not None:
+        raise AudioDecodeError(path, problem)
     if y.shape[0] == 0:
         raise AudioDecodeError(path, "no audio frames")
     y = y.mean(axis=1)

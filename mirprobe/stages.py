@@ -469,7 +469,10 @@ def assemble_table(
     for dataset, entry in datasets.items():
         data = tasks_of[dataset]
         metrics = table_metrics(data["task_type"], entry.get("metrics"), data["labels"])
-        tasks.append((dataset, entry.get("label") or dataset, metrics))
+        label = entry.get("label") or dataset
+        # a run on part of a dataset says so in its column (datasets' verify: present)
+        subset = (data.get("source") or {}).get("subset")
+        tasks.append((dataset, f"{label} [{subset}]" if subset else label, metrics))
     if probe_config["trainer"] == "sklearn_cv":
         note = (
             " (quick protocol: scikit-learn cross-validated regularisation, not the paper's grid)"

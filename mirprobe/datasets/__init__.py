@@ -17,6 +17,8 @@ DATASET_CLASSES = {
     "giantsteps_clips": "mirprobe.datasets.giantsteps:GiantStepsClips",
     "emomusic": "mirprobe.datasets.emomusic:Emomusic",
     "magnatagatune": "mirprobe.datasets.magnatagatune:MagnaTagATune",
+    "folder": "mirprobe.datasets.folder:FolderDataset",
+    "mirdata": "mirprobe.datasets.mirdata_dataset:MirdataDataset",
 }
 
 #: entry-point group in which installed distributions declare datasets

@@ -39,7 +39,10 @@ Raw files
     ``assets/giantsteps.json``), and one mp3 per song,
     ``audio/<id>.LOFI.mp3``, verified against the md5 that the annotation
     repository itself lists in ``md5/<id>.LOFI.md5`` (the same md5s as
-    jukemir's registry), fetched from the JKU backup (jukemir's URLs).
+    jukemir's registry), fetched from the JKU backup (jukemir's URLs). In
+    the raw directory, an unpacked repository (``giantsteps-key-dataset*/``,
+    ``giantsteps-mtg-key-dataset*/`` with ``annotations/``) replaces its zip;
+    the sha256 of its file listing is recorded (no digest is published).
 
 mirdata's ``giantsteps_key`` (version ``+``) is the 600-track GS+ variant
 with corrected keys, and ``beatport_key`` the MTG set in another layout;
@@ -224,6 +227,29 @@ def undecodable_song_clips(songs, durations, bad_songs):
     return counts
 
 
+def unpacked_repo(raw, prefix):
+    """An unpacked annotation repository ``raw/<prefix>*/`` (holding ``annotations/``),
+    or None."""
+    matches = [p for p in sorted(Path(raw).glob(f"{prefix}*")) if (p / "annotations").is_dir()]
+    if len(matches) > 1:
+        raise DataError(f"{raw}: several unpacked {prefix}* repositories {matches}; keep one")
+    return matches[0] if matches else None
+
+
+def tree_sha256(root):
+    """The sha256 of a tree's listing: one ``<relative path>\\t<sha256>`` line per file."""
+    import hashlib
+
+    from .base import file_sha256
+
+    lines = [
+        f"{p.relative_to(root).as_posix()}\t{file_sha256(p)}\n"
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file()
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def _repo_dir(extracted, prefix):
     matches = sorted(Path(extracted).glob(f"{prefix}*"))
     if len(matches) != 1:
@@ -238,6 +264,10 @@ class GiantStepsClips(RemoteDataset):
     jukemir_tag = "giantsteps_clips"
     task_type = "key"
     subdir = "giantsteps"
+    layout_hint = (
+        "Instead of the annotation zips, giantsteps/ may hold the repositories unpacked: "
+        "giantsteps-key-dataset*/ and giantsteps-mtg-key-dataset*/ (each with annotations/, md5/)"
+    )
     params_schema = params_schema({})
 
     def labels(self):
@@ -269,12 +299,20 @@ class GiantStepsClips(RemoteDataset):
         import soundfile as sf
 
         out_dir = Path(out_dir)
-        zips = self.fetch(list(REMOTES.values()), out_dir=out_dir)
-        roots = {}
-        for key, prefix in [
-            ("GIANTSTEPS_MTG_KEY_ANNOTATIONS", "giantsteps-mtg-key-dataset"),
-            ("GIANTSTEPS_KEY_ANNOTATIONS", "giantsteps-key-dataset"),
-        ]:
+        repos = {
+            "GIANTSTEPS_MTG_KEY_ANNOTATIONS": "giantsteps-mtg-key-dataset",
+            "GIANTSTEPS_KEY_ANNOTATIONS": "giantsteps-key-dataset",
+        }
+        raw = self.raw_dir(out_dir)
+        # an unpacked repository in the raw directory replaces its zip
+        roots = {k: unpacked_repo(raw, prefix) for k, prefix in repos.items()}
+        wanted = [r for k, r in REMOTES.items() if roots.get(k) is None]
+        zips = self.fetch(wanted, out_dir=out_dir)
+        unpacked = {}
+        for key, prefix in repos.items():
+            if roots[key] is not None:
+                unpacked[key] = {"path": str(roots[key]), "sha256": tree_sha256(roots[key])}
+                continue
             dest = out_dir / "extracted" / key.lower()
             extract_once(zips[key], dest, checksum=REMOTES[key].checksum)
             roots[key] = _repo_dir(dest, prefix)
@@ -285,6 +323,12 @@ class GiantStepsClips(RemoteDataset):
         if counts != SONGS_PER_SPLIT:
             raise DataError(
                 f"GiantSteps annotations give {counts} songs, expected {SONGS_PER_SPLIT}"
+                + (
+                    f" (unpacked under {raw}: place the complete repositories at the commits "
+                    "of the registry's zips)"
+                    if unpacked
+                    else ""
+                )
             )
         audio = self.audio_remotes(
             songs,
@@ -310,7 +354,9 @@ class GiantStepsClips(RemoteDataset):
             )
         write_metadata(table, out_dir / "metadata.csv")
         return self.provenance(
-            [self.remote(r) for r in REMOTES.values()],
+            [self.remote(r) for r in wanted],
+            # no digest is published for an unpacked repository: the sha256 of its listing
+            unpacked_annotations=unpacked,
             n_audio_files=len(audio),
             audio_checksums="md5/<id>.LOFI.md5 of each annotation repository",
             songs_per_split=SONGS_PER_SPLIT,

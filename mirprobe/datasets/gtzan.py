@@ -15,8 +15,19 @@ Raw files (registry :data:`REMOTES`, checksums from jukemir's ``assets/gtzan.jso
     ``genres.tar.gz`` (sha256 ``24347e02…``; the original URL
     opihi.cs.uvic.ca is dead, so give a mirror in ``params.mirrors.GTZAN``
     or place the file by hand) and the three split lists. Instead of the
-    tarball, the raw directory may hold it unpacked in mirdata's layout,
-    ``gtzan_genre/genres/<genre>/<genre>.000NN.wav``.
+    tarball, the raw directory may hold GTZAN unpacked (:data:`LAYOUTS`):
+    ``gtzan_genre/genres/<genre>/<id>.wav`` (mirdata's layout: every file must
+    match the index md5), ``genres/<genre>/<id>.wav|.au`` (the tarball as it
+    unpacks) or ``Data/genres_original/<genre>/<id>.wav`` (the widely shared
+    copy): in those two, a ``.wav`` is md5-checked where it agrees with the
+    index and its mismatch recorded where not, and a ``.au`` (no published
+    digest) recorded; every file's sha256 goes into ``checksums.tsv``.
+
+Verification (``params.verify``)
+    ``strict`` (default): all 930 clips. ``present`` (data_home only): the
+    listed clips found in an unpacked tree (counted when the workflow is
+    parsed); the rest are listed in the record, which says
+    ``subset (N of 930 clips)``, as does the table.
 
 Audio is located and verified through **mirdata**'s ``gtzan_genre`` loader
 (version ``1.0``): every listed track must be in mirdata's index and match
@@ -31,15 +42,23 @@ Metadata
     (sha256 of the id, jukemir's uid).
 """
 
+import functools
 import hashlib
 from pathlib import Path
 
 import pandas as pd
 
 from ..download import Remote, file_checksum
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .base import SPLITS, write_metadata
-from .remote import RemoteDataset, check_decodable, extract_once, mirdata_dataset, params_schema
+from .remote import (
+    RemoteDataset,
+    check_decodable,
+    extract_once,
+    mirdata_dataset,
+    params_schema,
+    subset_label,
+)
 
 GENRES = "blues classical country disco hiphop jazz metal pop reggae rock".split()
 DNN_MGR = "https://raw.githubusercontent.com/coreyker/dnn-mgr/bdad579ea6cb37b665ea6019fe1026a6ce20cbc7/gtzan"
@@ -116,6 +135,38 @@ def split_table(paths):
     )
 
 
+#: unpacked trees accepted in the raw directory: (name, folder holding <genre>/<id>.<ext>)
+LAYOUTS = (
+    ("mirdata", "gtzan_genre/genres"),  # mirdata's layout: every file md5-verified
+    ("unpacked", "genres"),  # the tarball unpacked as it is (.wav or the older .au)
+    ("genres_original", "Data/genres_original"),  # the widely shared copy (Kaggle)
+)
+AUDIO_SUFFIXES = (".wav", ".au")
+VERIFY_PARAM = {
+    "description": "strict: all 930 clips, verified; present: the verified clips present "
+    "(data_home only), labelled a subset",
+    "enum": ["strict", "present"],
+    "default": "strict",
+}
+
+
+def find_layout(raw):
+    """``(name, folder)`` of the unpacked GTZAN tree under ``raw``, or None."""
+    for name, rel in LAYOUTS:
+        if (Path(raw) / rel).is_dir():
+            return name, Path(raw) / rel
+    return None
+
+
+def find_track(folder, genre, clip_id):
+    """The track's file in an unpacked tree (``.wav`` or ``.au``), or None."""
+    for suffix in AUDIO_SUFFIXES:
+        path = Path(folder) / genre / f"{clip_id}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
 class GtzanFaultFiltered(RemoteDataset):
     """GTZAN genre, fault-filtered split; see the module docstring."""
 
@@ -123,6 +174,11 @@ class GtzanFaultFiltered(RemoteDataset):
     jukemir_tag = "gtzan_ff"
     task_type = "multiclass"
     subdir = "gtzan"
+    layout_hint = (
+        "Instead of genres.tar.gz, gtzan/ may hold GTZAN unpacked: gtzan_genre/genres/<genre>/, "
+        "genres/<genre>/ (.wav or .au) or Data/genres_original/<genre>/; with params.verify: "
+        "present, the clips present are used and the table says it is a subset"
+    )
     params_schema = params_schema(
         {
             "mirdata_index": {
@@ -131,8 +187,17 @@ class GtzanFaultFiltered(RemoteDataset):
                 "type": ["string", "null"],
                 "default": None,
             },
+            "verify": VERIFY_PARAM,
         }
     )
+
+    def __init__(self, *, name, params=None, data_home=None):
+        super().__init__(name=name, params=params, data_home=data_home)
+        if self.params["verify"] == "present" and self.data_home is None:
+            raise ConfigError(
+                f"dataset {self.name!r} (gtzan_ff): verify: present runs on the files of a "
+                "local copy; set data_home to the folder holding gtzan/"
+            )
 
     @classmethod
     def jukemir_uid(cls, clip_id):
@@ -143,7 +208,39 @@ class GtzanFaultFiltered(RemoteDataset):
         return list(GENRES)
 
     def num_clips(self):
-        return sum(SPLIT_SIZES.values())
+        if self.params["verify"] == "strict":
+            return sum(SPLIT_SIZES.values())
+        return len(self._present_table.dropna(subset=["audio_path"]))
+
+    def _list_paths(self):
+        raw = self.raw_dir(None)
+        return {s: raw / REMOTES[f"GTZAN_{s.upper()}"].path for s in SPLITS}
+
+    @functools.cached_property
+    def _present_table(self):
+        """verify: present: the listed clips whose file is in the local tree (parse time)."""
+        raw = self.raw_dir(None)
+        lists = self._list_paths()
+        absent = [str(p) for p in lists.values() if not p.is_file()]
+        if absent:
+            urls = [REMOTES[f"GTZAN_{s.upper()}"].urls[0] for s in SPLITS]
+            raise DataError(
+                f"GTZAN split lists not found in data_home: {absent}; place them there "
+                f"(from {', '.join(urls)})"
+            )
+        layout = find_layout(raw)
+        if layout is None:
+            raise DataError(
+                f"{raw}: no unpacked GTZAN tree (verify: present reads one); expected one of "
+                + ", ".join(f"{raw / rel}/<genre>/<genre>.000NN.wav|.au" for _, rel in LAYOUTS)
+            )
+        table = split_table(lists)
+        paths = [
+            find_track(layout[1], g, c)
+            for g, c in zip(table["genre"], table["clip_id"], strict=True)
+        ]
+        table["audio_path"] = [None if p is None else str(p.resolve()) for p in paths]
+        return table
 
     def _index_path(self, out_dir):
         if self.params["mirdata_index"]:
@@ -155,16 +252,18 @@ class GtzanFaultFiltered(RemoteDataset):
             return own
         return self.fetch([MIRDATA_INDEX], out_dir=out_dir)[MIRDATA_INDEX.key]
 
-    def _audio_root(self, out_dir):
-        """mirdata's data_home: the raw dir if unpacked there, else the unpacked tarball."""
+    def _audio_tree(self, out_dir):
+        """``(layout name, folder of <genre>/ folders)``: an unpacked tree in the raw dir,
+        else the tarball unpacked in mirdata's layout."""
         raw = self.raw_dir(out_dir)
-        if (raw / "gtzan_genre" / "genres").is_dir():
-            return raw
+        layout = find_layout(raw)
+        if layout is not None:
+            return layout
         tarball = self.fetch([REMOTES["GTZAN"]], out_dir=out_dir)["GTZAN"]
         dest = Path(out_dir) / "extracted" / "gtzan_genre"
         # the tarball holds genres/<genre>/...; mirdata wants gtzan_genre/genres/...
         extract_once(tarball, dest / "gtzan_genre", checksum=REMOTES["GTZAN"].checksum)
-        return dest
+        return "mirdata", dest / "gtzan_genre" / "genres"
 
     def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
         out_dir = Path(out_dir)
@@ -175,40 +274,71 @@ class GtzanFaultFiltered(RemoteDataset):
             raise DataError(f"GTZAN split lists give {counts}, expected {SPLIT_SIZES}")
 
         index_path = self._index_path(out_dir)
-        root = self._audio_root(out_dir)
-        loader = mirdata_dataset(
-            "gtzan_genre", data_home=root, version="1.0", index_path=index_path
-        )
-        index = loader._index["tracks"]
-        audio_paths, problems = [], []
-        for clip_id in table["clip_id"]:
-            if clip_id not in index:
-                problems.append(f"{clip_id}: not in the mirdata index {index_path}")
-                audio_paths.append("")
+        layout, folder = self._audio_tree(out_dir)
+        index = mirdata_dataset(
+            "gtzan_genre", data_home=folder, version="1.0", index_path=index_path
+        )._index["tracks"]
+        present = self.params["verify"] == "present"
+        audio_paths, problems, missing, verified, recorded = [], [], [], 0, []
+        for clip_id, genre in zip(table["clip_id"], table["genre"], strict=True):
+            path = find_track(folder, genre, clip_id)
+            audio_paths.append("" if path is None else str(path.resolve()))
+            if path is None:
+                missing.append(clip_id)
+                if not present:
+                    problems.append(f"{folder / genre / clip_id}.wav (or .au): file not found")
                 continue
-            rel, md5 = index[clip_id]["audio"]
-            path = root / rel
-            audio_paths.append(str(path.resolve()))
-            if not path.is_file():
-                problems.append(f"{path}: file not found")
-            elif md5 and file_checksum(path, algorithm="md5") != md5:
-                problems.append(f"{path}: md5 mismatch with the mirdata index (expected {md5})")
+            md5 = index.get(clip_id, {}).get("audio", [None, None])[1]
+            if path.suffix == ".au" or not md5:
+                # no published per-file digest for it: its sha256 goes into checksums.tsv
+                recorded.append({"path": str(path), "why": "no per-file md5 published"})
+            elif file_checksum(path, algorithm="md5") == md5:
+                verified += 1
+            elif layout == "mirdata":
+                problems.append(
+                    f"{path}: md5 mismatch with the mirdata index {index_path} (expected {md5})"
+                )
+            else:
+                recorded.append({"path": str(path), "why": f"md5 differs from mirdata's {md5}"})
         if problems:
-            raise DataError(
-                f"GTZAN audio under {root} fails verification ({len(problems)} files):\n  "
-                + "\n  ".join(problems[:20])
+            advice = (
+                "place the original files there (mirdata's gtzan_genre index gives each "
+                "one's md5), or set params.verify: present to run on the clips that are "
+                "present and verified (the table then says it is a subset)"
+                if self.local_only
+                else "delete the extracted folder and prepare again"
             )
-        bad_audio = check_decodable(audio_paths, on_bad_audio=on_bad_audio)
+            raise DataError(
+                f"GTZAN audio under {folder} fails verification ({len(problems)} files):\n  "
+                + "\n  ".join(problems[:20])
+                + ("\n  ..." if len(problems) > 20 else "")
+                + f"\nWhat to do: {advice}"
+            )
         table.insert(1, "audio_path", audio_paths)
+        table = table[table["audio_path"] != ""]
+        if present and len(table) != self.num_clips():
+            raise DataError(
+                f"GTZAN files under {folder} changed since the workflow was parsed "
+                f"({len(table)} present now, {self.num_clips()} then); run it again"
+            )
+        for clip_id in missing:
+            print(f"absent, left out (verify: present): {clip_id}", flush=True)
+        bad_audio = check_decodable(table["audio_path"].tolist(), on_bad_audio=on_bad_audio)
         write_metadata(table, out_dir / "metadata.csv")
         remotes = [self.remote(r) for r in REMOTES.values()]
+        n_total = sum(SPLIT_SIZES.values())
         return self.provenance(
             remotes,
             mirdata_index={
                 "path": str(index_path),
                 "md5": file_checksum(index_path, algorithm="md5"),
             },
-            audio_root=str(root),
-            clips_per_split=SPLIT_SIZES,
+            audio_root=str(folder),
+            layout=layout,
+            clips_per_split={s: int((table["split"] == s).sum()) for s in SPLITS},
+            subset=subset_label(len(table), n_total) if len(table) < n_total else None,
+            missing_clips=missing,
+            md5_verified=verified,
+            digest_recorded=recorded,
             bad_audio=bad_audio,
         )

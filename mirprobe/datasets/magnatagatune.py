@@ -21,7 +21,11 @@ Clips and splits
 Raw files (jukemir's ``assets/magnatagatune.json``; mi.soi.city.ac.uk)
     ``mp3.zip.001``-``003`` (one split zip archive), ``clip_info_final.csv``
     and ``annotations_final.csv`` (``clip_id``, 188 tag columns of 0/1,
-    ``mp3_path``; tab-separated), all sha256-verified. MagnaTagATune is no
+    ``mp3_path``; tab-separated), all sha256-verified. Instead of the zip
+    parts, the raw directory may hold the archive unpacked (``mp3/0/`` ...
+    ``mp3/f/``, or ``0/`` ... ``f/``); no per-file digest is published, so
+    each mp3's sha256 is recorded (``checksums.tsv``). ``verify: present``
+    (data_home only) runs on the clips whose mp3 is there, labelled a subset. MagnaTagATune is no
     mirdata dataset; this class follows mirdata's conventions.
 
 Neither CSV is among the test fixtures; the tests rebuild both in their real
@@ -36,9 +40,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..download import Remote
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .base import write_metadata
-from .remote import RemoteDataset, check_decodable, extract_once, params_schema
+from .remote import RemoteDataset, check_decodable, extract_once, params_schema, subset_label
 
 BASE_URL = "http://mi.soi.city.ac.uk/datasets/magnatagatune"
 REMOTES = {
@@ -78,6 +82,7 @@ TOP50_TAGS = (
     "sitar, solo, man, classic, choir, voice, new age, dance, male voice, female vocal, "
     "beats, harp, cello, no voice, weird, country, metal, female voice, choral"
 ).split(", ")
+CSV_KEYS = ["MAGNATAGATUNE_CLIP_METADATA", "MAGNATAGATUNE_ANNOTATIONS"]
 SPLIT_SIZES = {"train": 18706, "valid": 1825, "test": 5329}
 FOLDER_SPLITS = {
     **dict.fromkeys("0123456789ab", "train"),
@@ -152,6 +157,19 @@ def clip_table(clip_info_path, annotations_path):
     return pd.DataFrame(rows)
 
 
+#: the 16 mp3 folders of the unpacked archive
+MP3_FOLDERS = tuple("0123456789abcdef")
+
+
+def find_mp3_tree(raw):
+    """The folder holding the unpacked ``0/``...``f/`` mp3 folders under ``raw``
+    (``raw/mp3/`` or ``raw`` itself), or None."""
+    for folder in (Path(raw) / "mp3", Path(raw)):
+        if any((folder / name).is_dir() for name in MP3_FOLDERS):
+            return folder
+    return None
+
+
 class MagnaTagATune(RemoteDataset):
     """MagnaTagATune top-50 tagging; see the module docstring."""
 
@@ -159,39 +177,104 @@ class MagnaTagATune(RemoteDataset):
     jukemir_tag = "magnatagatune"
     task_type = "multilabel"
     subdir = "magnatagatune"
-    params_schema = params_schema({})
+    layout_hint = (
+        "Instead of mp3.zip.001-003, magnatagatune/ may hold the mp3s unpacked: mp3/0/ ... "
+        "mp3/f/ (or 0/ ... f/); with params.verify: present, the clips present are used"
+    )
+    params_schema = params_schema(
+        {
+            "verify": {
+                "description": "strict: all 25,860 clips; present: the clips whose mp3 is in "
+                "an unpacked tree in data_home, labelled a subset",
+                "enum": ["strict", "present"],
+                "default": "strict",
+            }
+        }
+    )
+
+    def __init__(self, *, name, params=None, data_home=None):
+        super().__init__(name=name, params=params, data_home=data_home)
+        if self.params["verify"] == "present" and self.data_home is None:
+            raise ConfigError(
+                f"dataset {self.name!r} (magnatagatune): verify: present runs on the files "
+                "of a local copy; set data_home to the folder holding magnatagatune/"
+            )
 
     def labels(self):
         return list(TOP50_TAGS)
 
     def num_clips(self):
-        return sum(SPLIT_SIZES.values())
+        if self.params["verify"] == "strict":
+            return sum(SPLIT_SIZES.values())
+        raw = self.raw_dir(None)
+        csvs = [raw / REMOTES[k].path for k in CSV_KEYS]
+        absent = [str(p) for p in csvs if not p.is_file()]
+        if absent:
+            raise DataError(f"MagnaTagATune CSVs not found in data_home: {absent}")
+        tree = find_mp3_tree(raw)
+        if tree is None:
+            raise DataError(
+                f"{raw}: no unpacked mp3 tree (verify: present reads one): expected "
+                f"{raw}/mp3/0/ ... {raw}/mp3/f/ (or {raw}/0/ ... {raw}/f/)"
+            )
+        table = clip_table(*csvs)
+        return int(sum((tree / p).is_file() for p in table["mp3_path"]))
 
     def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
         out_dir = Path(out_dir)
-        paths = self.fetch(list(REMOTES.values()), out_dir=out_dir)
+        tree = find_mp3_tree(self.raw_dir(out_dir))
+        # an unpacked tree replaces the three zip parts (no need to keep both on disk)
+        keys = CSV_KEYS if tree is not None else list(REMOTES)
+        paths = self.fetch([REMOTES[k] for k in keys], out_dir=out_dir)
         table = clip_table(paths["MAGNATAGATUNE_CLIP_METADATA"], paths["MAGNATAGATUNE_ANNOTATIONS"])
         counts = table["split"].value_counts().to_dict()
         if counts != SPLIT_SIZES:
             raise DataError(f"MagnaTagATune CSVs give {counts}, expected {SPLIT_SIZES}")
-        parts = [paths[f"MAGNATAGATUNE_MP3_{i:03d}"] for i in (1, 2, 3)]
-        mp3_root = extract_once(
-            None,
-            out_dir / "extracted" / "mp3",
-            checksum="+".join(REMOTES[f"MAGNATAGATUNE_MP3_{i:03d}"].checksum for i in (1, 2, 3)),
-            parts=parts,
-        )
-        audio = [str((mp3_root / p).resolve()) for p in table["mp3_path"]]
-        missing = [a for a in audio if not Path(a).is_file()]
-        if missing:
-            raise DataError(
-                f"{len(missing)} mp3s missing from the MagnaTagATune archive: {missing[:5]}"
+        if tree is None:
+            parts = [paths[f"MAGNATAGATUNE_MP3_{i:03d}"] for i in (1, 2, 3)]
+            tree = extract_once(
+                None,
+                out_dir / "extracted" / "mp3",
+                checksum="+".join(
+                    REMOTES[f"MAGNATAGATUNE_MP3_{i:03d}"].checksum for i in (1, 2, 3)
+                ),
+                parts=parts,
             )
-        bad_audio = check_decodable(audio, on_bad_audio=on_bad_audio)
+            layout = "archive"
+        else:
+            layout = "unpacked"
+        audio = [str((tree / p).resolve()) for p in table["mp3_path"]]
+        missing = [a for a in audio if not Path(a).is_file()]
+        present = self.params["verify"] == "present"
+        if missing and not present:
+            where = "archive" if layout == "archive" else f"unpacked tree {tree}"
+            advice = (
+                "place the missing files there, or set params.verify: present to run on "
+                "the clips present (the table then says it is a subset)"
+                if self.local_only
+                else "delete the extracted folder and prepare again"
+            )
+            raise DataError(
+                f"{len(missing)} mp3s missing from the MagnaTagATune {where}: "
+                f"{missing[:5]}\nWhat to do: {advice}"
+            )
         table.insert(1, "audio_path", audio)
+        table = table[[Path(a).is_file() for a in audio]]
+        if present and len(table) != self.num_clips():
+            raise DataError(
+                f"MagnaTagATune files under {tree} changed since the workflow was parsed; "
+                "run it again"
+            )
+        bad_audio = check_decodable(table["audio_path"].tolist(), on_bad_audio=on_bad_audio)
         write_metadata(table, out_dir / "metadata.csv")
+        n_total = sum(SPLIT_SIZES.values())
         return self.provenance(
-            [self.remote(r) for r in REMOTES.values()],
-            clips_per_split=SPLIT_SIZES,
+            [self.remote(REMOTES[k]) for k in keys],
+            layout=layout,
+            # no per-file digests are published: each mp3's sha256 is in checksums.tsv
+            audio_root=str(tree),
+            clips_per_split={s: int((table["split"] == s).sum()) for s in SPLIT_SIZES},
+            subset=subset_label(len(table), n_total) if len(table) < n_total else None,
+            missing_clips=[Path(a).relative_to(tree).as_posix() for a in missing],
             bad_audio=bad_audio,
         )

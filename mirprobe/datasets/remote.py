@@ -112,12 +112,52 @@ class RemoteDataset(Dataset):
         """Fetch and verify remotes; return ``{key: path}``."""
         from ..download import fetch_all
 
+        if self.local_only:
+            return self.verify_local([self.remote(b) for b in bases])
         return fetch_all(
             [self.remote(b) for b in bases],
             root=self.raw_dir(out_dir),
-            local_only=self.local_only,
+            local_only=False,
             timeout=self.params["timeout"],
         )
+
+    def verify_local(self, remotes):
+        """data_home mode: verify the files placed there; ``{key: path}``, or one DataError
+        saying, for each file, what is wrong and what the user can do."""
+        from ..download import file_checksum
+
+        root = self.raw_dir(None)
+        paths, problems = {}, []
+        for remote in remotes:
+            dest = root / remote.path
+            expected = f"{remote.algorithm} {remote.checksum}"
+            if not dest.is_file():
+                problems.append(
+                    f"{dest}: not found; place the original there ({expected}; known URLs: "
+                    f"{', '.join(remote.urls) or 'none'})"
+                )
+                continue
+            got = file_checksum(dest, algorithm=remote.algorithm)
+            if got != remote.checksum.lower():
+                problems.append(
+                    f"{dest}: checksum mismatch: {remote.algorithm} is {got}, the original's is "
+                    f"{remote.checksum} (a truncated, re-packed or other version); replace it "
+                    "with the original"
+                )
+                continue
+            paths[remote.key] = dest
+        if problems:
+            raise DataError(
+                f"{len(problems)} of {len(remotes)} files in data_home ({root}) fail "
+                "verification (nothing is downloaded when data_home is set):\n  "
+                + "\n  ".join(problems[:20])
+                + ("\n  ..." if len(problems) > 20 else "")
+                + (f"\n{self.layout_hint}" if self.layout_hint else "")
+            )
+        return paths
+
+    #: what else the raw directory may hold instead of the archives (said in data_home errors)
+    layout_hint = None
 
     def provenance(self, remotes, **extra):
         """The JSON record ``prepare`` returns: class, params, raw files."""
@@ -305,7 +345,7 @@ def check_decodable(paths, *, on_bad_audio="error"):
     """
     import soundfile as sf
 
-    from ..audio import BAD_AUDIO_POLICIES, bad_clips_message
+    from ..audio import BAD_AUDIO_POLICIES, bad_clips_message, decode_problem
     from ..errors import AudioDecodeError
 
     if on_bad_audio not in BAD_AUDIO_POLICIES:
@@ -317,7 +357,7 @@ def check_decodable(paths, *, on_bad_audio="error"):
             if info.frames <= 0:
                 bad.append(AudioDecodeError(path, "no audio frames"))
         except (sf.LibsndfileError, RuntimeError, ValueError) as error:
-            bad.append(AudioDecodeError(path, f"cannot decode audio ({error})"))
+            bad.append(AudioDecodeError(path, decode_problem(path, error)))
     if bad and on_bad_audio == "error":
         raise AudioDecodeError(bad[0].path, bad_clips_message(bad, what="the dataset's audio"))
     for error in bad:
@@ -349,3 +389,8 @@ def mirdata_report(loader):
         lines.append("  every indexed file is present and matches its md5")
     report["message"] = "\n".join(lines)
     return report
+
+
+def subset_label(n_clips, n_total):
+    """How a run on part of a dataset is labelled in its prepare record, provenance and table."""
+    return f"subset ({n_clips} of {n_total} clips)"
