@@ -74,7 +74,8 @@ def shards_of(dataset):
 
 
 def sample_rate_of(representation):
-    return EXTRACTORS[representation].sample_rate
+    params = config["representations"][representation]["params"]
+    return EXTRACTORS[representation].sample_rate_for(params)
 
 
 def audio_shard_dir(dataset, representation, shard):

@@ -20,6 +20,7 @@ EXTRACTOR_CLASSES = {
     "choi": "mirprobe.extractors.choi:Choi",
     "jukemir_precomputed": "mirprobe.extractors.jukemir_precomputed:JukemirPrecomputed",
     "sota_tagger": "mirprobe.extractors.sota_tagging:SotaTagger",
+    "transformers": "mirprobe.extractors.hf_transformers:TransformersEncoder",
 }
 
 

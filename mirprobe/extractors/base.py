@@ -63,6 +63,11 @@ class Extractor:
         self.device = "cpu"
 
     @classmethod
+    def sample_rate_for(cls, params):
+        """The rate the extractor expects under ``params`` (read while the Snakefile parses)."""
+        return cls.sample_rate
+
+    @classmethod
     def available_layers(cls, params):
         return tuple(str(layer) for layer in cls.default_layers)
 
