@@ -312,3 +312,39 @@ def test_mert_layout_loads_through_hubert_model_without_remote_code(tmp_path, ti
         TransformersEncoder(params={**params, "weights_sha256": None}).load()
     with pytest.raises(ConfigError, match="not a transformers model class"):
         TransformersEncoder(params={**params, "model_class": "NoSuchModel"}).load()
+
+
+@pytest.mark.workflow
+def test_paper_config_plans_mert_at_every_layer_with_its_published_rows(tmp_path):
+    import re
+
+    from conftest import REPO, snakemake
+    from mirprobe.config import load_config
+
+    paper = REPO / "configs" / "paper.yaml"
+    config = load_config(paper)
+    plan = snakemake(tmp_path, "-n", "--configfile", str(paper), "--cores", "8")
+    plan = plan.stdout + plan.stderr
+    jobs = re.findall(
+        r"rule train_probe:.*?wildcards: dataset=(\S+), representation=(mert\S*), layer=(\S+)\n",
+        plan,
+        flags=re.S,
+    )
+    planned = {}
+    for dataset, representation, layer in jobs:
+        planned.setdefault(representation, {}).setdefault(dataset, set()).add(int(layer))
+    expected = {"mert_95m": set(range(13)), "mert_330m": set(range(25)), "mert_95m_random": {6, 12}}
+    assert planned == {r: {d: layers for d in config["datasets"]} for r, layers in expected.items()}
+    assert "results/audio/gtzan_ff/sr24000/" in plan  # resampled to MERT's own rate
+    published = {row["label"]: row["values"] for row in config["published"]}
+    assert published["MERT-95M RVQ-VAE (MERT paper)"]["magnatagatune"] == {
+        "roc_auc_macro": 91.0,
+        "ap_macro": 39.3,
+    }
+    assert published["MERT-330M RVQ-VAE (MERT paper)"]["giantsteps_clips"] == {
+        "weighted_score": 65.6
+    }
+    assert published["HuBERT-base music (MERT paper)"]["emomusic"] == {
+        "r2_valence": 42.1,
+        "r2_arousal": 66.5,
+    }
