@@ -21,6 +21,7 @@ EXTRACTOR_CLASSES = {
     "jukemir_precomputed": "mirprobe.extractors.jukemir_precomputed:JukemirPrecomputed",
     "sota_tagger": "mirprobe.extractors.sota_tagging:SotaTagger",
     "transformers": "mirprobe.extractors.hf_transformers:TransformersEncoder",
+    "hear": "mirprobe.extractors.hear:HearModule",
 }
 
 
