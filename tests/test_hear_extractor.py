@@ -1,5 +1,7 @@
-"""``extractor: hear``: a module with HEAR's API, written by the test (see the report on
-hearbaseline), imported by name and used through that API only."""
+"""``extractor: hear``: a module with HEAR's API, written by the test, imported by name and
+used through that API only. (``hearbaseline`` 2021.0.2 resolves beside requirements.txt
+(``pip install --dry-run``) but its ``naive.load_model`` fails with the pinned librosa 0.11:
+it passes ``sr`` to ``librosa.filters.mel`` positionally, keyword-only since librosa 0.10.)"""
 
 import hashlib
 import importlib
