@@ -25,6 +25,8 @@ EXTRACTOR_CLASSES = {
     "choi": "mirprobe.extractors.choi:Choi",
     "jukemir_precomputed": "mirprobe.extractors.jukemir_precomputed:JukemirPrecomputed",
     "sota_tagger": "mirprobe.extractors.sota_tagging:SotaTagger",
+    "transformers": "mirprobe.extractors.hf_transformers:TransformersEncoder",
+    "hear": "mirprobe.extractors.hear:HearModule",
 }
 
 #: entry-point group in which installed distributions declare extractors

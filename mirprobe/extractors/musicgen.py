@@ -71,8 +71,10 @@ Random EnCodec codebooks (all zero in transformers) are drawn from a
 Gaussian matched to the random encoder's output (and then to each
 residual) on a fixed seeded noise signal, so random codes are not all 0.
 ``architecture: tiny`` is a built-in test-sized architecture (2 decoder
-layers, 4 codebooks) for offline demos and tests; it only exists with
-random weights.
+layers, 4 codebooks) for offline demos and tests; ``small``, ``medium`` and
+``large`` are musicgen-small/medium/large at their published sizes
+(``REAL_SIZES``; 32 kHz EnCodec, t5-base), for GPU runs and benchmarks at
+exact sizes without the hub; all of them only exist with random weights.
 
 Precision: ``dtype: auto`` runs the decoder in float16 on CUDA and float32
 on the CPU; EnCodec always runs in float32 (its codes must not change with
@@ -100,6 +102,14 @@ KNOWN_DECODER_LAYERS = {
 }
 TINY_DECODER_LAYERS = 2
 
+#: the hub checkpoints' published decoder sizes (fixtures' weights/SOURCES.md), for
+#: real-size random-weights builds without the hub: (hidden, blocks, heads, ffn)
+REAL_SIZES = {
+    "small": (1024, 24, 16, 4096),
+    "medium": (1536, 48, 24, 6144),
+    "large": (2048, 48, 32, 8192),
+}
+
 _COMMON_PARAMS = {
     "random_weights": {
         "type": "boolean",
@@ -109,10 +119,11 @@ _COMMON_PARAMS = {
     },
     "architecture": {
         "type": "string",
-        "enum": ["from_weights", "tiny"],
+        "enum": ["from_weights", "tiny", "small", "medium", "large"],
         "default": "from_weights",
         "description": "from_weights = the architecture of `weights`; tiny = a built-in "
-        "test-sized architecture (needs random_weights: true).",
+        "test-sized architecture; small/medium/large = musicgen-small/medium/large's published "
+        "sizes built without the hub (these need random_weights: true).",
     },
     "revision": {
         "type": "string",
@@ -239,6 +250,33 @@ def tiny_musicgen_config():
     return MusicgenConfig(text_encoder=text, audio_encoder=tiny_encodec_config(), decoder=decoder)
 
 
+def real_size_encodec_config():
+    """facebook/encodec_32khz's sizes (MusicGen's tokenizer) in the tiny config's layout."""
+    return tiny_encodec_config(hidden_size=128, num_filters=64, num_lstm_layers=2)
+
+
+def real_size_musicgen_config(size):
+    """musicgen-``size`` (small, medium, large) at its published sizes, random weights only:
+    the decoder's hidden size, blocks, heads and ffn width, 4 codebooks of 2048, the
+    32 kHz EnCodec and a t5-base text encoder."""
+    from transformers import MusicgenConfig, MusicgenDecoderConfig, T5Config
+
+    hidden, blocks, heads, ffn = REAL_SIZES[size]
+    text = T5Config(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)  # t5-base
+    decoder = MusicgenDecoderConfig(
+        vocab_size=2048,
+        num_hidden_layers=blocks,
+        hidden_size=hidden,
+        ffn_dim=ffn,
+        num_attention_heads=heads,
+        num_codebooks=4,
+        max_position_embeddings=2048,
+    )
+    return MusicgenConfig(
+        text_encoder=text, audio_encoder=real_size_encodec_config(), decoder=decoder
+    )
+
+
 def init_random_codebooks(encodec, *, seed):
     """Give a randomly initialised EnCodec non-degenerate codebooks (transformers leaves them 0).
 
@@ -293,9 +331,10 @@ class _WindowedTransformersExtractor(Extractor):
 
     def __init__(self, *, params=None):
         super().__init__(params=params)
-        if self.params["architecture"] == "tiny" and not self.params["random_weights"]:
+        if self.params["architecture"] != "from_weights" and not self.params["random_weights"]:
             raise ConfigError(
-                f"extractor {self.name!r}: architecture 'tiny' has no trained weights; "
+                f"extractor {self.name!r}: architecture {self.params['architecture']!r} has no "
+                "trained weights; "
                 "set random_weights: true"
             )
         if _is_local(self.params["weights"]) and self.params["revision"] != "main":
@@ -309,13 +348,13 @@ class _WindowedTransformersExtractor(Extractor):
 
     def _resolve_commit(self):
         """Resolve ``revision`` once (hub weights only); every file is then read at it."""
-        if self.params["architecture"] != "tiny" and not _is_local(self.params["weights"]):
+        if self.params["architecture"] == "from_weights" and not _is_local(self.params["weights"]):
             self.commit = hub_commit(self.params["weights"], self.params["revision"])
         return self.commit
 
     def source_record(self):
         """The weights read and, for a hub id, the revision asked and the commit loaded."""
-        if self.params["architecture"] == "tiny":
+        if self.params["architecture"] != "from_weights":
             return None  # built here from code, no file read
         weights = self.params["weights"]
         if _is_local(weights):
@@ -424,6 +463,8 @@ class MusicGen(_WindowedTransformersExtractor):
         params = params or {}
         if params.get("architecture") == "tiny":
             return TINY_DECODER_LAYERS
+        if params.get("architecture") in REAL_SIZES:
+            return REAL_SIZES[params["architecture"]][1]
         weights = params.get("weights", cls.params_schema["properties"]["weights"]["default"])
         if weights in KNOWN_DECODER_LAYERS:
             return KNOWN_DECODER_LAYERS[weights]
@@ -453,6 +494,8 @@ class MusicGen(_WindowedTransformersExtractor):
         if params["random_weights"]:
             if params["architecture"] == "tiny":
                 config = tiny_musicgen_config()
+            elif params["architecture"] in REAL_SIZES:
+                config = real_size_musicgen_config(params["architecture"])
             else:
                 config = _pretrained(MusicgenConfig, params["weights"], commit=commit)
             with _seeded(params["seed"]):
@@ -496,8 +539,11 @@ class MusicGen(_WindowedTransformersExtractor):
         from transformers import AutoTokenizer
 
         weights = self.params["weights"]
-        if self.params["architecture"] == "tiny":
-            raise ConfigError("musicgen: the tiny architecture has no tokenizer; text must be ''")
+        if self.params["architecture"] != "from_weights":
+            raise ConfigError(
+                f"musicgen: the built-in {self.params['architecture']!r} architecture has no "
+                "tokenizer; text must be ''"
+            )
         tokenizer = _pretrained(AutoTokenizer, weights, commit=self.commit)
         inputs = tokenizer([text], return_tensors="pt").to(self.device)
         if inputs["input_ids"].shape[1] == 0:
@@ -647,6 +693,8 @@ class EncodecLatents(_WindowedTransformersExtractor):
         if params["random_weights"]:
             if params["architecture"] == "tiny":
                 config = tiny_encodec_config()
+            elif params["architecture"] in REAL_SIZES:
+                config = real_size_encodec_config()
             else:
                 config = _pretrained(EncodecConfig, params["weights"], commit=commit)
             with _seeded(params["seed"]):
