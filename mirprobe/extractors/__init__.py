@@ -20,6 +20,7 @@ EXTRACTOR_CLASSES = {
     "choi": "mirprobe.extractors.choi:Choi",
     "jukemir_precomputed": "mirprobe.extractors.jukemir_precomputed:JukemirPrecomputed",
     "sota_tagger": "mirprobe.extractors.sota_tagging:SotaTagger",
+    "choi2016": "mirprobe.extractors.choi2016:Choi2016Tagger",
 }
 
 
