@@ -254,7 +254,10 @@ def keras_hdf5_state_dict(path, model, *, name="choi2016"):
     for i in range(len(BLOCKS[model])):
         # Keras 1 kernels are (maps, channels, rows, cols), torch's layout; the
         # TensorFlow-order file correlates, as Conv2d does
-        expected[(f"conv{i + 1}", "W")] = (f"convs.{i}.weight", (channels[i + 1], channels[i], 3, 3))
+        expected[(f"conv{i + 1}", "W")] = (
+            f"convs.{i}.weight",
+            (channels[i + 1], channels[i], 3, 3),
+        )
         expected[(f"conv{i + 1}", "b")] = (f"convs.{i}.bias", (channels[i + 1],))
         for weight in ("gamma", "beta", "running_mean", "running_std"):
             expected[(f"bn{i + 1}", weight)] = (f"bns.{i}.{weight}", (channels[i + 1],))
@@ -278,7 +281,9 @@ def keras_hdf5_state_dict(path, model, *, name="choi2016"):
                     weight = weight[:-2] if weight.endswith("_1") else weight
                     arrays[(layer, weight)] = np.asarray(dataset[()], dtype=np.float32)
     except (OSError, KeyError, AttributeError) as error:
-        raise ModelError(f"{name} weights {path}: not a readable Keras HDF5 file ({error})") from error
+        raise ModelError(
+            f"{name} weights {path}: not a readable Keras HDF5 file ({error})"
+        ) from error
     missing = sorted("/".join(k) for k in set(expected) - set(arrays))
     unexpected = sorted("/".join(k) for k in set(arrays) - set(expected))
     bad_shapes = [
