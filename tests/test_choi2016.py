@@ -13,8 +13,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import fixture_path, fixture_weights_dir  # noqa: E402
 from mirprobe.errors import ModelError  # noqa: E402
-from mirprobe.extractors import build_extractor  # noqa: E402
-from mirprobe.extractors import choi2016  # noqa: E402
+from mirprobe.extractors import build_extractor, choi2016  # noqa: E402
 from mirprobe.extractors.choi2016 import (  # noqa: E402
     PRETRAINED,
     TAGS,
@@ -237,9 +236,7 @@ def tf_keras_tagger(model, path):
 
 
 @pytest.mark.parametrize("model", ["cnn", "crnn"])
-def test_torch_forward_equals_an_independent_tf_keras_forward(
-    monkeypatch, tmp_path, clips, model
-):
+def test_torch_forward_equals_an_independent_tf_keras_forward(monkeypatch, tmp_path, clips, model):
     fixture_weights_dir(monkeypatch)
     audio = clips(12000)
     tagger = published(model, tmp_path)
@@ -253,8 +250,10 @@ def test_torch_forward_equals_an_independent_tf_keras_forward(
     for name, out in zip(names, theirs, strict=True):
         if out.ndim == 4:
             flat = out.reshape(out.shape[0], -1, out.shape[-1])
-            pooled[name] = flat[:, 0] if flat.shape[1] == 1 else np.concatenate(
-                [flat.mean(1), flat.max(1)], axis=1
+            pooled[name] = (
+                flat[:, 0]
+                if flat.shape[1] == 1
+                else np.concatenate([flat.mean(1), flat.max(1)], axis=1)
             )
         else:
             pooled[name] = out
