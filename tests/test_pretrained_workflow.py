@@ -10,6 +10,7 @@ import yaml
 from conftest import REPO, SMALL, fixture_path, requires_fluidsynth, run
 from mirprobe.audio import load_audio
 from mirprobe.config import validate_config
+from mirprobe.extractors.choi2016 import PRETRAINED as CHOI2016_PRETRAINED
 from mirprobe.extractors.sota_tagging import PRETRAINED, SotaTagger
 
 CONFIG = REPO / "configs" / "pretrained.yaml"
@@ -29,6 +30,13 @@ def test_pretrained_config_has_every_published_checkpoint():
         for e in config["representations"].values()
         if e["extractor"] == "sota_tagger"
     )
+
+
+def test_pretrained_config_has_both_choi_2016_taggers_with_their_released_weights():
+    config = validate_config(yaml.safe_load(CONFIG.read_text()))
+    entries = [e for e in config["representations"].values() if e["extractor"] == "choi2016"]
+    assert sorted(e["params"]["model"] for e in entries) == sorted(CHOI2016_PRETRAINED)
+    assert all(e["params"]["weights"] is None for e in entries)  # the released URL + digest
 
 
 @requires_fluidsynth

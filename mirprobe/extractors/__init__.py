@@ -27,6 +27,7 @@ EXTRACTOR_CLASSES = {
     "sota_tagger": "mirprobe.extractors.sota_tagging:SotaTagger",
     "transformers": "mirprobe.extractors.hf_transformers:TransformersEncoder",
     "hear": "mirprobe.extractors.hear:HearModule",
+    "choi2016": "mirprobe.extractors.choi2016:Choi2016Tagger",
 }
 
 #: entry-point group in which installed distributions declare extractors
