@@ -316,8 +316,10 @@ def evaluate_probe(
     probe_path,
     device,
     record_path,
+    predictions_path=None,
 ):
-    """Evaluate the selected probe once on the test split."""
+    """Evaluate the selected probe once on the test split; with ``predictions_path``,
+    also save its per-clip predictions there (:mod:`mirprobe.predictions`)."""
     from .datasets.base import file_sha256
     from .features import resolve_device
     from .metrics import compute_metrics
@@ -347,6 +349,27 @@ def evaluate_probe(
         groups=_song_groups(prepared, test),
         ensemble=getattr(probe, "ensemble", None) or "mean_prob",
     )
+    # -- per-clip predictions (issue 12): an extra output, named by its digest
+    extra = {}
+    if predictions_path is not None:
+        from .predictions import write_predictions
+
+        write_predictions(
+            predictions_path,
+            task_type=prepared["task_type"],
+            labels=prepared["labels"],
+            clip_ids=test.clip_ids,
+            song_ids=test.groups,
+            target=test.y,
+            scores=scores,
+            ensemble=getattr(probe, "ensemble", None) or "mean_prob",
+            splits={k: v.clip_ids for k, v in splits.items()},
+        )
+        extra["predictions"] = {
+            "path": str(predictions_path),
+            "sha256": file_sha256(predictions_path),
+        }
+    # --
     record = stage_record(
         "evaluate",
         wall_s=time.perf_counter() - started,
@@ -356,6 +379,7 @@ def evaluate_probe(
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
         n_excluded=len(excluded),
         probe=probe_file,
+        **extra,
     )
     record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
     write_json(record_path, record)
@@ -425,6 +449,12 @@ def cell_provenance(
         provenance_code=checked_code_record(code),
     )
     record["probe_identity"] = test_record["probe"]
+    # issue 12: the per-clip test predictions (and each split's clip ids) by digest
+    if "predictions" in test_record:
+        record["predictions"] = {
+            **test_record["predictions"],
+            "covers": "per-clip test targets, scores and decisions; clip ids of each split",
+        }
     write_json(out_path, record)
     return record
 

@@ -36,6 +36,8 @@ rule evaluate_probe:
         probe="results/probes/{dataset}/{representation}/{layer}/probe.pt",
     output:
         "results/probes/{dataset}/{representation}/{layer}/test.json",
+        # per-clip test predictions (mirprobe.predictions), named in test.json
+        predictions="results/probes/{dataset}/{representation}/{layer}/predictions.npz",
     log:
         "logs/evaluate_probe/{dataset}/{representation}/{layer}.log",
     benchmark:
