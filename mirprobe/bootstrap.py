@@ -94,3 +94,125 @@ def paired_difference(a, b, metrics, *, resamples, confidence, seed):
         low, high = percentile_interval(spread_a[m] - spread_b[m], confidence)
         out[m] = {"difference": float(point_a[m] - point_b[m]), "low": low, "high": high}
     return out
+
+
+# -- the table's uncertainty (issue 12): intervals per cell, paired comparisons
+
+
+def _row_key(name, row_keys):
+    """A configured comparison side, ``representation`` or ``representation/layer``."""
+    if name in row_keys:
+        return name
+    matches = [k for k in row_keys if k.rsplit("/", 1)[0] == name]
+    if len(matches) != 1:
+        raise DataError(
+            f"table.comparisons: {name!r} names no single table row; "
+            f"choose among {sorted(row_keys)}"
+        )
+    return matches[0]
+
+
+def table_uncertainty(predictions, *, tasks, rows, settings, pairs=()):
+    """Intervals of every cell and paired comparisons, on shared resamples.
+
+    ``predictions``: ``{(row_key, task): Predictions}``; ``tasks``:
+    ``[(task, title, metrics)]``; ``rows``: ``[(row_key, title)]``;
+    ``settings``: ``{"resamples", "confidence", "seed"}``; ``pairs``:
+    ``[{"a", "b", "task"?}]`` compared besides each row against the best row of
+    each task (on the primary metric). Returns ``(intervals, comparisons)``:
+    ``{(row_key, task): {metric: {"value", "low", "high"}}}`` and a list of
+    ``{"task", "a", "b", "metric", "difference", "low", "high"}``.
+    """
+    from .metrics import PRIMARY_METRIC
+    from .predictions import cell_metrics
+
+    resamples, confidence, seed = (settings[k] for k in ("resamples", "confidence", "seed"))
+    titles = dict(rows)
+    intervals, spreads, points = {}, {}, {}
+    for task, _, metrics in tasks:
+        for row_key, _ in rows:
+            p = predictions[(row_key, task)]
+            wanted = list(dict.fromkeys([*metrics, PRIMARY_METRIC[p.task_type]]))
+            spread = bootstrap_distribution(p, wanted, resamples=resamples, seed=seed)
+            point = cell_metrics(p)
+            spreads[(row_key, task)], points[(row_key, task)] = spread, point
+            cell = intervals[(row_key, task)] = {}
+            for m in wanted:
+                low, high = percentile_interval(spread[m], confidence)
+                cell[m] = {"value": float(point[m]), "low": low, "high": high}
+    wanted_pairs = []
+    for task, _, _ in tasks:
+        keys = [k for k, _ in rows]
+        primary = PRIMARY_METRIC[predictions[(keys[0], task)].task_type]
+        best = max(keys, key=lambda k: (points[(k, task)][primary], -keys.index(k)))
+        wanted_pairs += [(task, best, k, primary) for k in keys if k != best]
+    for pair in pairs:
+        a, b = (_row_key(pair[side], titles) for side in ("a", "b"))
+        for task, _, _ in tasks:
+            if pair.get("task") in (None, task):
+                primary = PRIMARY_METRIC[predictions[(a, task)].task_type]
+                wanted_pairs.append((task, a, b, primary))
+    comparisons = []
+    for task, a, b, metric in dict.fromkeys(wanted_pairs):
+        pa, pb = predictions[(a, task)], predictions[(b, task)]
+        if pa.clip_id.tolist() != pb.clip_id.tolist():
+            raise DataError(f"{task}: {a} and {b} were tested on other clips; not paired")
+        low, high = percentile_interval(
+            spreads[(a, task)][metric] - spreads[(b, task)][metric], confidence
+        )
+        comparisons.append(
+            {
+                "task": task,
+                "a": titles[a],
+                "b": titles[b],
+                "metric": metric,
+                "difference": points[(a, task)][metric] - points[(b, task)][metric],
+                "low": low,
+                "high": high,
+            }
+        )
+    return intervals, comparisons
+
+
+def compact(value, low, high):
+    """``79.7 [77.5, 81.9]``, in percent."""
+    return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def compact_body(body, *, rows, tasks, intervals):
+    """The table's lines with each computed cell as ``value [low, high]``."""
+    out = []
+    for (row_key, _), line in zip(rows, body, strict=True):
+        cells, column = [line[0]], 1
+        for task, _, metrics in tasks:
+            for m in metrics:
+                i = intervals[(row_key, task)][m]
+                # the value as the table prints it (from the test record)
+                cells.append(f"{line[column]} [{100 * i['low']:.1f}, {100 * i['high']:.1f}]")
+                column += 1
+        out.append(cells)
+    return out
+
+
+def interval_columns(header_titles, *, rows, tasks, intervals, confidence):
+    """CSV header and per-row values of the interval columns (percent, one decimal)."""
+    level = f"{100 * confidence:g}%"
+    header = [f"{t} {level} {end}" for t in header_titles for end in ("low", "high")]
+    values = []
+    for row_key, _ in rows:
+        line = []
+        for task, _, metrics in tasks:
+            for m in metrics:
+                i = intervals[(row_key, task)][m]
+                line += [f"{100 * i['low']:.1f}", f"{100 * i['high']:.1f}"]
+        values.append(line)
+    return header, values
+
+
+def comparison_lines(comparisons, *, titles):
+    """``a − b on Task (metric): +11.0 [+6.2, +15.9]`` lines."""
+    return [
+        f"{c['a']} − {c['b']} on {titles.get(c['task'], c['task'])} ({c['metric']}): "
+        f"{100 * c['difference']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]"
+        for c in comparisons
+    ]

@@ -131,3 +131,35 @@ def cell_metrics(predictions, index=None, *, groups=None):
         groups=groups,
         ensemble=p.ensemble,
     )
+
+
+def checked_predictions(provenance, test_record, *, provenance_path):
+    """The predictions file a provenance record names, checked against its digest
+    and against the test record's metrics (the table prints those)."""
+    from .datasets.base import file_sha256
+
+    named = provenance.get("predictions")
+    if not named:
+        raise DataError(
+            f"{provenance_path}: names no per-clip predictions file (made before they "
+            f"were saved); remake it: snakemake --forcerun evaluate_probe"
+        )
+    path = named["path"]
+    try:
+        digest = file_sha256(path)
+    except OSError as error:
+        raise DataError(f"{provenance_path}: its predictions file {path}: {error}") from None
+    if digest != named["sha256"]:
+        raise DataError(
+            f"{path}: sha256 {digest}, but {provenance_path} records {named['sha256']}; "
+            f"the file changed since: snakemake --forcerun evaluate_probe"
+        )
+    predictions = read_predictions(path)
+    rescored = cell_metrics(predictions)
+    for metric, value in test_record["metrics"].items():
+        if isinstance(value, float) and not np.isclose(rescored.get(metric), value, atol=1e-9):
+            raise DataError(
+                f"{path}: rescores {metric} to {rescored.get(metric)}, but the test "
+                f"record says {value}"
+            )
+    return predictions

@@ -471,8 +471,13 @@ def assemble_table(
     published=(),
     provenance_paths=(),
     representation_labels=None,
+    uncertainty=None,
 ):
     """Write the results table from the test records of every cell.
+
+    ``uncertainty`` (config ``table.bootstrap`` and ``table.comparisons``) adds
+    bootstrap intervals and paired comparisons, computed from the per-clip
+    predictions that each cell's provenance record names.
 
     ``provenance_paths`` (aligned with ``cells``) give each cell's validation
     score, from which the markdown table notes the layer each multi-layer
@@ -489,7 +494,7 @@ def assemble_table(
     records = {}
     for (dataset, representation, layer), path in zip(cells, test_record_paths, strict=True):
         records[(f"{representation}/{layer}", dataset)] = _read_json(path)
-    valid_primary, code_warnings = {}, []
+    valid_primary, code_warnings, cell_predictions = {}, [], {}
     for (dataset, representation, layer), path, test_path in zip(
         *((cells, provenance_paths, test_record_paths) if provenance_paths else ((), (), ())),
         strict=True,
@@ -506,6 +511,12 @@ def assemble_table(
         valid_primary[(f"{representation}/{layer}", dataset)] = provenance["valid_metrics"][
             "primary"
         ]
+        if uncertainty is not None:
+            from .predictions import checked_predictions
+
+            cell_predictions[(f"{representation}/{layer}", dataset)] = checked_predictions(
+                provenance, records[(f"{representation}/{layer}", dataset)], provenance_path=path
+            )
         code = provenance.get("code") or {}
         if not code.get("consistent", False):
             problems = code.get("problems") or ["the record has no account of its code"]
@@ -522,6 +533,22 @@ def assemble_table(
     else:
         n_configs = math.prod(len(values) for values in probe_config["grid"].values())
         note = f" ({probe_config['trainer']} training of {n_configs} probe configurations)"
+    shown_uncertainty = None
+    if uncertainty is not None:
+        from .bootstrap import table_uncertainty
+
+        intervals, comparisons = table_uncertainty(
+            cell_predictions,
+            tasks=tasks,
+            rows=[tuple(r) for r in rows],
+            settings=uncertainty["bootstrap"],
+            pairs=uncertainty.get("comparisons", ()),
+        )
+        shown_uncertainty = {
+            **uncertainty["bootstrap"],
+            "intervals": intervals,
+            "comparisons": comparisons,
+        }
     paths = {Path(p).suffix.lstrip("."): p for p in out_paths}
     write_tables(
         records,
@@ -533,4 +560,5 @@ def assemble_table(
         valid_primary=valid_primary,
         representation_labels=representation_labels or {},
         code_warnings=code_warnings,
+        uncertainty=shown_uncertainty,
     )

@@ -40,6 +40,11 @@ rule table:
             for dataset, rep, layer in cells()
         ],
         prepared=expand("results/datasets/{dataset}/prepare.json", dataset=DATASETS),
+        # per-clip test predictions: the bootstrap intervals' input (issue 12)
+        predictions=[
+            f"results/probes/{dataset}/{rep}/{layer}/predictions.npz"
+            for dataset, rep, layer in cells()
+        ],
     output:
         [
             (
@@ -69,6 +74,10 @@ rule table:
         labels={
             name: entry["label"] or name
             for name, entry in config["representations"].items()
+        },
+        uncertainty={
+            "bootstrap": config["table"]["bootstrap"],
+            "comparisons": config["table"]["comparisons"],
         },
         code=code_sha256("table"),
     script:

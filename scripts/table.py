@@ -25,4 +25,5 @@ assemble_table(
     published=snakemake.params.published,  # noqa: F821
     provenance_paths=snakemake.input.provenance,  # noqa: F821
     representation_labels=snakemake.params.labels,  # noqa: F821
+    uncertainty=snakemake.params.uncertainty,  # noqa: F821
 )

@@ -139,3 +139,79 @@ def test_a_file_lacking_a_field_is_named(tmp_path):
     np.savez(path, clip_id=np.array(["a"]))
     with pytest.raises(DataError, match=r"bad\.npz: predictions file lacks"):
         read_predictions(path)
+
+
+def _cells(tmp_path):
+    """Two rows of one test set: A right on 80 % of 200 clips, B on 70 %."""
+    from mirprobe.bootstrap import table_uncertainty
+
+    a = _multiclass(tmp_path, np.arange(200) % 10 < 8, name="a.npz")
+    b = _multiclass(tmp_path, np.arange(200) % 10 < 7, name="b.npz")
+    predictions = {("a/0", "gtzan"): a, ("b/0", "gtzan"): b}
+    records = {
+        key: {
+            "metrics": {"accuracy": cell_metrics(p)["accuracy"], "primary": 0},
+            "clip_counts": {"train": 1, "valid": 1, "test": 200},
+        }
+        for key, p in predictions.items()
+    }
+    tasks = [("gtzan", "GTZAN", ["accuracy"])]
+    rows = [("a/0", "Model A"), ("b/0", "Model B")]
+    settings = {"resamples": 500, "confidence": 0.95, "seed": 0}
+    intervals, comparisons = table_uncertainty(
+        predictions, tasks=tasks, rows=rows, settings=settings
+    )
+    return records, tasks, rows, {**settings, "intervals": intervals, "comparisons": comparisons}
+
+
+def test_the_table_shows_intervals_and_keeps_its_columns(tmp_path):
+    import csv
+
+    from mirprobe.tables import write_tables
+
+    records, tasks, rows, uncertainty = _cells(tmp_path)
+    plain = {f: tmp_path / f"plain.{f}" for f in ("md", "csv", "tex")}
+    shown = {f: tmp_path / f"shown.{f}" for f in ("md", "csv", "tex")}
+    write_tables(records, tasks=tasks, rows=rows, paths=plain)
+    write_tables(records, tasks=tasks, rows=rows, paths=shown, uncertainty=uncertainty)
+    plain_rows = list(csv.reader(plain["csv"].open()))
+    shown_rows = list(csv.reader(shown["csv"].open()))
+    # the existing columns as they were, the interval columns after them
+    assert [r[: len(plain_rows[0])] for r in shown_rows] == plain_rows
+    assert shown_rows[0][len(plain_rows[0]) :] == ["GTZAN Acc 95% low", "GTZAN Acc 95% high"]
+    a = uncertainty["intervals"][("a/0", "gtzan")]["accuracy"]
+    assert shown_rows[1][1] == "80.0"
+    assert shown_rows[1][-2:] == [f"{100 * a['low']:.1f}", f"{100 * a['high']:.1f}"]
+    md = shown["md"].read_text()
+    assert f"| 80.0 [{100 * a['low']:.1f}, {100 * a['high']:.1f}]" in md
+    assert f"80.0 [{100 * a['low']:.1f}, {100 * a['high']:.1f}]" in shown["tex"].read_text()
+    # the default comparison: each row against the best row of the task
+    (line,) = [x for x in md.splitlines() if " − " in x]
+    c = uncertainty["comparisons"][0]
+    assert (c["a"], c["b"], c["metric"]) == ("Model A", "Model B", "accuracy")
+    assert c["difference"] == pytest.approx(0.1)
+    assert (
+        line
+        == f"- Model A − Model B on GTZAN (accuracy): +10.0 [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]"
+    )
+    assert 0 < c["low"] < 0.1 < c["high"]
+
+
+def test_a_configured_pair_is_compared_and_a_wrong_name_lists_the_rows(tmp_path):
+    from mirprobe.bootstrap import table_uncertainty
+
+    a = _multiclass(tmp_path, np.arange(50) % 2 == 0, name="a.npz")
+    b = _multiclass(tmp_path, np.arange(50) % 5 == 0, name="b.npz")
+    predictions = {("a/0", "t"): a, ("b/0", "t"): b}
+    kwargs = dict(
+        tasks=[("t", "T", ["accuracy"])],
+        rows=[("a/0", "A"), ("b/0", "B")],
+        settings={"resamples": 50, "confidence": 0.9, "seed": 1},
+    )
+    _, comparisons = table_uncertainty(predictions, pairs=[{"a": "b", "b": "a"}], **kwargs)
+    assert [(c["a"], c["b"]) for c in comparisons] == [("A", "B"), ("B", "A")]
+    assert comparisons[1]["difference"] == pytest.approx(-comparisons[0]["difference"])
+    with pytest.raises(
+        DataError, match=r"'c' names no single table row; choose among \['a/0', 'b/0'\]"
+    ):
+        table_uncertainty(predictions, pairs=[{"a": "c", "b": "a"}], **kwargs)
