@@ -253,8 +253,15 @@ def fit_grid(
             valid_groups=valid_groups,
         )
 
+    import sys
+
+    from tqdm import tqdm
+
     best, best_index, records = None, None, []
-    for index, config in enumerate(configs):
+    # configs done, rate and ETA in the job's log (stderr goes there)
+    for index, config in enumerate(
+        tqdm(configs, desc="probe grid", unit="config", file=sys.stderr)
+    ):
         probe = train_probe(
             X_train,
             y_train,
