@@ -35,6 +35,8 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        # the report's figures (rules/report.smk)
+        "results/figures",
     localrule: True
 
 
@@ -44,3 +46,4 @@ include: "rules/features.smk"
 include: "rules/probes.smk"
 include: "rules/tables.smk"
 include: "rules/compare.smk"
+include: "rules/report.smk"

@@ -97,3 +97,38 @@ def layer_figure(records, path, *, title):
     _save(fig, path)
     plt.close(fig)
     return layers, valid, test, chosen
+
+
+def report_figures(*, cells, provenance_paths, titles, task_titles, out_dir):
+    """Every figure of the report into ``out_dir``: a confusion matrix per
+    multiclass or key cell (``confusion--<task>--<rep>--<layer>.png``) and a
+    per-layer curve per multi-layer representation and task
+    (``layers--<task>--<rep>.png``). ``cells`` and ``provenance_paths`` are
+    aligned; ``titles`` maps ``rep/layer`` to its row title. Returns the names written."""
+    import json
+    from pathlib import Path
+
+    from .predictions import read_predictions
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, by_rep = [], {}
+    for (task, rep, layer), path in zip(cells, provenance_paths, strict=True):
+        with open(path) as handle:
+            record = json.load(handle)
+        by_rep.setdefault((task, rep), []).append(record)
+        named = record.get("predictions")
+        if not named:
+            raise DataError(f"{path}: names no per-clip predictions file")
+        predictions = read_predictions(named["path"])
+        if predictions.task_type in ("multiclass", "key"):
+            name = f"confusion--{task}--{rep}--{layer}.png"
+            title = f"{titles[f'{rep}/{layer}']} on {task_titles.get(task, task)}"
+            confusion_figure(predictions, out_dir / name, title=title)
+            written.append(name)
+    for (task, rep), records in by_rep.items():
+        if len(records) > 1:
+            name = f"layers--{task}--{rep}.png"
+            layer_figure(records, out_dir / name, title=f"{rep} on {task_titles.get(task, task)}")
+            written.append(name)
+    return written

@@ -110,6 +110,7 @@ RULE_SCRIPTS = {
         "table",
         "compare_features",
         "compare_summary",
+        "figures",  # issue 12: the report's figures
     )
 }
 

@@ -6,7 +6,12 @@ rule provenance:
         train="results/probes/{dataset}/{representation}/{layer}/train.json",
         test="results/probes/{dataset}/{representation}/{layer}/test.json",
     output:
-        "results/provenance/{dataset}/{representation}/{layer}.json",
+        report(
+            "results/provenance/{dataset}/{representation}/{layer}.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            subcategory="{dataset}",
+        ),
     log:
         "logs/provenance/{dataset}/{representation}/{layer}.log",
     benchmark:
@@ -46,12 +51,9 @@ rule table:
             for dataset, rep, layer in cells()
         ],
     output:
+        # every format in the report (issue 12)
         [
-            (
-                report(path, caption="../report/table.rst", category="Results")
-                if path.endswith(".md")
-                else path
-            )
+            report(path, caption="../report/table.rst", category="Results")
             for path in table_outputs()
         ],
     log:
