@@ -66,3 +66,20 @@ def test_the_table_carries_the_intervals_of_the_predictions(finished_run):
         assert f"| {line[1]} [{line[4]}, {line[5]}]" in md
     assert "Paired differences (same resamples)" in md
     assert np.isfinite(float(rows[1][4]))
+
+
+def test_the_report_holds_the_table_figures_and_records(finished_run, tmp_path):
+    import zipfile
+
+    from conftest import run
+
+    report = tmp_path / "report.zip"
+    run(finished_run, "--report", str(report))
+    names = zipfile.ZipFile(report).namelist()
+    for wanted in ("table.md", "table.csv", "table.tex"):
+        assert any(n.endswith(f"results/{wanted}") for n in names), wanted
+    for rep in ("chroma", "mfcc"):
+        assert any(n.endswith(f"provenance/synth_key/{rep}/stats.json") for n in names), rep
+        figure = f"confusion--synth_key--{rep}--stats.png"
+        (found,) = [n for n in names if n.endswith(figure)]
+        assert zipfile.ZipFile(report).read(found)[:8] == b"\x89PNG\r\n\x1a\n"
