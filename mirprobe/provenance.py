@@ -627,27 +627,20 @@ def main(argv=None):
         prog="python -m mirprobe.provenance",
         description="Show where a number of the table came from.",
     )
-    parser.add_argument("task")
-    parser.add_argument("representation")
+    # issue 12: table titles as well as config names (mirprobe.lookup)
+    from .lookup import DIGESTS, RecordNotFound, find_record
+
+    parser.epilog = "Digests: " + "; ".join(f"{k}: {v}" for k, v in DIGESTS.items())
+    parser.add_argument("task", help="dataset name or the table's column title")
+    parser.add_argument("representation", help="representation name or the table's row title")
     parser.add_argument("--layer", default=None, help="layer (default: the only one recorded)")
     parser.add_argument("--results", default="results", help="results directory")
     parser.add_argument("--json", action="store_true", help="print the whole record as JSON")
     args = parser.parse_args(argv)
-    folder = Path(args.results, "provenance", args.task, args.representation)
-    if args.layer is None:
-        candidates = sorted(folder.glob("*.json"))
-        if len(candidates) != 1:
-            found = [p.stem for p in candidates]
-            parser.error(
-                f"{folder}: choose a layer with --layer among {found}"
-                if found
-                else f"{folder}: no provenance records"
-            )
-        path = candidates[0]
-    else:
-        path = folder / f"{args.layer}.json"
-    if not path.is_file():
-        parser.error(f"{path}: no provenance record")
+    try:
+        path = find_record(args.results, args.task, args.representation, args.layer)
+    except RecordNotFound as error:
+        parser.error(str(error))
     record = _load_json(path)
     print(json.dumps(record, indent=2, sort_keys=True) if args.json else describe(record))
     return 0

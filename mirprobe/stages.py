@@ -309,8 +309,10 @@ def evaluate_probe(
     probe_path,
     device,
     record_path,
+    predictions_path=None,
 ):
-    """Evaluate the selected probe once on the test split."""
+    """Evaluate the selected probe once on the test split; with ``predictions_path``,
+    also save its per-clip predictions there (:mod:`mirprobe.predictions`)."""
     from .datasets.base import file_sha256
     from .features import resolve_device
     from .probes import load_probe
@@ -333,6 +335,27 @@ def evaluate_probe(
         groups=test.groups,
         ensemble=getattr(probe, "ensemble", None),
     )
+    # -- per-clip predictions (issue 12): an extra output, named by its digest
+    extra = {}
+    if predictions_path is not None:
+        from .predictions import write_predictions
+
+        write_predictions(
+            predictions_path,
+            task_type=prepared["task_type"],
+            labels=prepared["labels"],
+            clip_ids=test.clip_ids,
+            song_ids=test.groups,
+            target=test.y,
+            scores=scores,
+            ensemble=getattr(probe, "ensemble", None) or "mean_prob",
+            splits={k: v.clip_ids for k, v in splits.items()},
+        )
+        extra["predictions"] = {
+            "path": str(predictions_path),
+            "sha256": file_sha256(predictions_path),
+        }
+    # --
     record = stage_record(
         "evaluate",
         wall_s=time.perf_counter() - started,
@@ -342,6 +365,7 @@ def evaluate_probe(
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
         n_excluded=len(excluded),
         probe=probe_file,
+        **extra,
     )
     record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
     write_json(record_path, record)
@@ -402,6 +426,12 @@ def cell_provenance(
         provenance_code=checked_code_record(code),
     )
     record["probe_identity"] = test_record["probe"]
+    # issue 12: the per-clip test predictions (and each split's clip ids) by digest
+    if "predictions" in test_record:
+        record["predictions"] = {
+            **test_record["predictions"],
+            "covers": "per-clip test targets, scores and decisions; clip ids of each split",
+        }
     write_json(out_path, record)
     return record
 
@@ -414,6 +444,7 @@ def assemble_table(
     out_paths,
     published=(),
     representation_labels=None,
+    uncertainty=None,
 ):
     """Write the results table from the provenance records of its cells.
 
@@ -423,6 +454,10 @@ def assemble_table(
     column groups in that of ``datasets`` (the config's entries). From the
     validation scores, the markdown table notes the layer each multi-layer
     representation would be read at.
+
+    ``uncertainty`` (config ``table.bootstrap`` and ``table.comparisons``) adds
+    bootstrap intervals and paired comparisons, computed from the per-clip
+    predictions that each cell's provenance record names (checked by digest).
     """
     import math
 
@@ -430,6 +465,7 @@ def assemble_table(
     from .tables import table_metrics, write_tables
 
     records, valid_primary, code_warnings, rows, tasks_of = {}, {}, [], {}, {}
+    cell_predictions = {}
     for path in provenance_paths:
         provenance = _read_json(path)
         cell = provenance["cell"]
@@ -455,6 +491,12 @@ def assemble_table(
         }
         tasks_of.setdefault(dataset, provenance["data"])
         valid_primary[(row, dataset)] = provenance["valid_metrics"]["primary"]
+        if uncertainty is not None:
+            from .predictions import checked_predictions
+
+            cell_predictions[(row, dataset)] = checked_predictions(
+                provenance, records[(row, dataset)], provenance_path=path
+            )
         code = provenance.get("code") or {}
         if not code.get("consistent", False):
             problems = code.get("problems") or ["the record has no account of its code"]
@@ -480,6 +522,22 @@ def assemble_table(
     else:
         n_configs = math.prod(len(values) for values in probe_config["grid"].values())
         note = f" ({probe_config['trainer']} training of {n_configs} probe configurations)"
+    shown_uncertainty = None
+    if uncertainty is not None:
+        from .bootstrap import table_uncertainty
+
+        intervals, comparisons = table_uncertainty(
+            cell_predictions,
+            tasks=tasks,
+            rows=[tuple(r) for r in rows],
+            settings=uncertainty["bootstrap"],
+            pairs=uncertainty.get("comparisons", ()),
+        )
+        shown_uncertainty = {
+            **uncertainty["bootstrap"],
+            "intervals": intervals,
+            "comparisons": comparisons,
+        }
     paths = {Path(p).suffix.lstrip("."): p for p in out_paths}
     write_tables(
         records,
@@ -491,4 +549,5 @@ def assemble_table(
         valid_primary=valid_primary,
         representation_labels=representation_labels or {},
         code_warnings=code_warnings,
+        uncertainty=shown_uncertainty,
     )

@@ -129,6 +129,7 @@ def write_tables(
     valid_primary=None,
     representation_labels=None,
     code_warnings=(),
+    uncertainty=None,
 ):
     """Write the table in every format of ``paths`` (``{"md"|"csv"|"tex": path}``).
 
@@ -138,14 +139,32 @@ def write_tables(
     table, the layer of each multi-layer representation chosen on validation.
     ``code_warnings`` (cells whose stages ran code other than the current
     sources, from their provenance) are listed under the markdown table.
+    ``uncertainty`` (``{"intervals", "comparisons", "confidence"}``, see
+    :func:`mirprobe.bootstrap.table_uncertainty`) shows each cell as
+    ``value [low, high]`` in markdown and LaTeX, adds interval columns to the
+    CSV and lists the paired comparisons under the markdown table.
     """
     from tabulate import tabulate
 
     header, body = build_table(cells, tasks=tasks, rows=rows)
     quoted = published_rows(published, tasks=tasks)
     notes = clip_notes(cells, tasks=tasks, rows=rows)
+    # -- issue 12: bootstrap intervals and paired comparisons
+    shown = body
+    if uncertainty:
+        from .bootstrap import compact_body, comparison_lines, interval_columns
+
+        shown = compact_body(body, rows=rows, tasks=tasks, intervals=uncertainty["intervals"])
+        ci_header, ci_values = interval_columns(
+            header[1:],
+            rows=rows,
+            tasks=tasks,
+            intervals=uncertainty["intervals"],
+            confidence=uncertainty["confidence"],
+        )
+    # --
     if "md" in paths:
-        text = tabulate(body + quoted, headers=header, tablefmt="github", disable_numparse=True)
+        text = tabulate(shown + quoted, headers=header, tablefmt="github", disable_numparse=True)
         text += "\n\nTest-split scores in percent of the probe selected on the validation split"
         text += f"{protocol_note}.\nClips per cell:\n" + "".join(f"- {n}\n" for n in notes)
         if quoted:
@@ -164,6 +183,19 @@ def write_tables(
                 "Layer chosen on validation per task, with its test score (primary metric):\n"
                 + "".join(f"- {line}\n" for line in choices)
             )
+        if uncertainty:
+            text += (
+                f"In brackets: {100 * uncertainty['confidence']:g}% bootstrap interval "
+                f"({uncertainty['resamples']} resamples of the test clips, of the songs for "
+                f"key; seed {uncertainty['seed']}).\n"
+            )
+            lines = comparison_lines(
+                uncertainty["comparisons"], titles={t: title for t, title, _ in tasks}
+            )
+            if lines:
+                text += "Paired differences (same resamples), with their interval:\n" + "".join(
+                    f"- {line}\n" for line in lines
+                )
         if code_warnings:
             text += (
                 "WARNING: cells not computed by the workflow's current code "
@@ -175,8 +207,9 @@ def write_tables(
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         count_header = [f"{title} clips (train/valid/test/excluded)" for _, title, _ in tasks]
-        writer.writerow(header + count_header)
-        for (row_key, _), line in zip(rows, body, strict=True):
+        extra_header = ci_header if uncertainty else []
+        writer.writerow(header + count_header + extra_header)
+        for index, ((row_key, _), line) in enumerate(zip(rows, body, strict=True)):
             counts = []
             for task, _, _ in tasks:
                 record = cells[(row_key, task)]
@@ -184,12 +217,12 @@ def write_tables(
                 counts.append(
                     f"{c['train']}/{c['valid']}/{c['test']}/{record.get('n_excluded', 0)}"
                 )
-            writer.writerow(line + counts)
+            writer.writerow(line + counts + (ci_values[index] if uncertainty else []))
         for line in quoted:
-            writer.writerow(line + [""] * len(tasks))
+            writer.writerow(line + [""] * (len(tasks) + len(extra_header)))
         write_text(paths["csv"], buffer.getvalue())
     if "tex" in paths:
         text = tabulate(
-            body + quoted, headers=header, tablefmt="latex_booktabs", disable_numparse=True
+            shown + quoted, headers=header, tablefmt="latex_booktabs", disable_numparse=True
         )
         write_text(paths["tex"], text + "\n")

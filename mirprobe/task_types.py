@@ -21,6 +21,8 @@ A task type owns
 - how a validation evaluation is scored (``validation_metrics``; for ``key``
   the best of the four song poolings, as jukemir) and how a held-out split is
   scored with what validation chose (``evaluate``);
+- the per-clip decision from raw scores (``decide``) and whether outputs are
+  classes (``has_classes``: a confusion matrix is defined);
 - song pooling: ``scores_songs`` and ``song_groups`` (which clips form a
   song; only ``key`` pools clips per song);
 - the default results-table columns (``table_columns``);
@@ -63,6 +65,8 @@ class TaskType:
     scores_songs = False
     #: the results table's columns when the config names none
     default_columns = ()
+    #: whether outputs are classes (a confusion matrix of decisions is defined)
+    has_classes = False
 
     def __repr__(self):
         return f"<task type {self.name!r}>"
@@ -145,6 +149,11 @@ class TaskType:
 
     # -- songs and the table ----------------------------------------------------
 
+    def decide(self, scores) -> np.ndarray:
+        """The probe's per-clip decision from its raw ``scores`` (the scores
+        themselves for regression; subclasses decide classes or tags)."""
+        return np.asarray(scores).copy()
+
     def song_groups(self, groups):
         """The song of each clip where this task scores songs, else ``None``."""
         return groups if self.scores_songs else None
@@ -167,6 +176,10 @@ class Multiclass(TaskType):
     name = "multiclass"
     primary_metric = "accuracy"
     default_columns = ("accuracy",)
+    has_classes = True
+
+    def decide(self, scores):
+        return np.asarray(scores).argmax(axis=1).astype(np.int64)
 
     def encode(self, label_strings, *, labels):
         index = {name: i for i, name in enumerate(labels)}
@@ -337,6 +350,9 @@ class Multilabel(TaskType):
     name = "multilabel"
     primary_metric = "roc_auc_macro"
     default_columns = ("roc_auc_macro", "ap_macro")
+
+    def decide(self, scores):
+        return (np.asarray(scores) > 0).astype(np.uint8)
 
     def encode(self, label_strings, *, labels):
         index = {name: i for i, name in enumerate(labels)}

@@ -31,6 +31,8 @@ rule evaluate_probe:
         probe=rules.train_probe.output.probe,
     output:
         "results/probes/{dataset}/{representation}/{layer}/test.json",
+        # per-clip test predictions (mirprobe.predictions), named in test.json
+        predictions="results/probes/{dataset}/{representation}/{layer}/predictions.npz",
     log:
         "logs/evaluate_probe/{dataset}/{representation}/{layer}.log",
     benchmark:

@@ -4,8 +4,15 @@ rule provenance:
         features=feature_shards,
         train=rules.train_probe.output.record,
         test=rules.evaluate_probe.output[0],
+        # named in the record by digest: the table's intervals and figures read it
+        predictions=rules.evaluate_probe.output.predictions,
     output:
-        "results/provenance/{dataset}/{representation}/{layer}.json",
+        report(
+            "results/provenance/{dataset}/{representation}/{layer}.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            subcategory="{dataset}",
+        ),
     log:
         "logs/provenance/{dataset}/{representation}/{layer}.log",
     benchmark:
@@ -30,17 +37,23 @@ rule provenance:
 
 rule table:
     input:
-        # the table reads provenance records only, each naming its cell
+        # the table reads provenance records only, each naming its cell (and the
+        # per-clip predictions file its intervals and figures come from, by digest)
         provenance=cell_outputs(rules.provenance.output[0]),
     output:
-        [
-            (
-                report(path, caption="../report/table.rst", category="Results")
-                if path.endswith(".md")
-                else path
-            )
+        # every format in the report
+        tables=[
+            report(path, caption="../report/table.rst", category="Results")
             for path in table_outputs()
         ],
+        # confusion matrices and per-layer curves, made here rather than by a rule
+        # of their own: the rule graph stays the pipeline (no edges for figures)
+        figures=report(
+            directory("results/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
     log:
         "logs/table.log",
     benchmark:
@@ -59,6 +72,10 @@ rule table:
         labels={
             name: entry["label"] or name
             for name, entry in config["representations"].items()
+        },
+        uncertainty={
+            "bootstrap": config["table"]["bootstrap"],
+            "comparisons": config["table"]["comparisons"],
         },
         code=code_sha256("table"),
     script:

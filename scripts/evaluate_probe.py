@@ -23,4 +23,5 @@ evaluate_probe(
     probe_path=snakemake.input.probe,  # noqa: F821
     device=snakemake.params.device,  # noqa: F821
     record_path=snakemake.output[0],  # noqa: F821
+    predictions_path=snakemake.output.predictions,  # noqa: F821
 )

@@ -31,6 +31,7 @@ CONDA_NAME = {
     "jsonschema": "jsonschema",
     "yaml": "pyyaml",
     "tqdm": "tqdm",
+    "matplotlib": "matplotlib-base",
     "mirdata": "mirdata",
     "transformers": "transformers",
     "safetensors": "safetensors",

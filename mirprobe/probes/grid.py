@@ -72,8 +72,15 @@ def fit_grid(
     if trainer == "sklearn_cv":
         return fit_quick_validated(data, seed=configs[0].seed)
 
+    import sys
+
+    from tqdm import tqdm
+
     best, best_index, records = None, None, []
-    for index, config in enumerate(configs):
+    # configs done, rate and ETA in the job's log (stderr goes there)
+    for index, config in enumerate(
+        tqdm(configs, desc="probe grid", unit="config", file=sys.stderr)
+    ):
         probe = train_validated(data, config=config, device=device)
         records.append(grid_record(probe))
         score = probe.record.valid_metrics["primary"]

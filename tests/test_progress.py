@@ -1,0 +1,27 @@
+"""The probe grid reports its progress (configs done, rate) on stderr, the job's log."""
+
+import numpy as np
+
+from mirprobe.probes import expand_grid, fit_grid
+
+
+def test_the_serial_grid_reports_configs_done(capsys):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    configs = expand_grid(
+        {"learning_rate": [1e-3, 1e-2]},
+        hidden_sizes=(),
+        standardize=True,
+        batch_size=32,
+        dropout=0.0,
+        l2=0.0,
+        patience=2,
+        max_steps=20,
+    )
+    fit_grid(
+        X[:80], y[:80], X[80:], y[80:], task_type="multiclass", labels=["a", "b"], configs=configs
+    )
+    log = capsys.readouterr().err
+    assert "probe grid: 100%" in log
+    assert "2/2" in log and "config/s" in log
