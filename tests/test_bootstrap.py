@@ -147,7 +147,7 @@ def _cells(tmp_path):
 
     a = _multiclass(tmp_path, np.arange(200) % 10 < 8, name="a.npz")
     b = _multiclass(tmp_path, np.arange(200) % 10 < 7, name="b.npz")
-    predictions = {("a/0", "gtzan"): a, ("b/0", "gtzan"): b}
+    predictions = {(("a", "0"), "gtzan"): a, (("b", "0"), "gtzan"): b}
     records = {
         key: {
             "metrics": {"accuracy": cell_metrics(p)["accuracy"], "primary": 0},
@@ -156,7 +156,7 @@ def _cells(tmp_path):
         for key, p in predictions.items()
     }
     tasks = [("gtzan", "GTZAN", ["accuracy"])]
-    rows = [("a/0", "Model A"), ("b/0", "Model B")]
+    rows = [(("a", "0"), "Model A"), (("b", "0"), "Model B")]
     settings = {"resamples": 500, "confidence": 0.95, "seed": 0}
     intervals, comparisons = table_uncertainty(
         predictions, tasks=tasks, rows=rows, settings=settings
@@ -179,7 +179,7 @@ def test_the_table_shows_intervals_and_keeps_its_columns(tmp_path):
     # the existing columns as they were, the interval columns after them
     assert [r[: len(plain_rows[0])] for r in shown_rows] == plain_rows
     assert shown_rows[0][len(plain_rows[0]) :] == ["GTZAN Acc 95% low", "GTZAN Acc 95% high"]
-    a = uncertainty["intervals"][("a/0", "gtzan")]["accuracy"]
+    a = uncertainty["intervals"][(("a", "0"), "gtzan")]["accuracy"]
     assert shown_rows[1][1] == "80.0"
     assert shown_rows[1][-2:] == [f"{100 * a['low']:.1f}", f"{100 * a['high']:.1f}"]
     md = shown["md"].read_text()
@@ -202,10 +202,10 @@ def test_a_configured_pair_is_compared_and_a_wrong_name_lists_the_rows(tmp_path)
 
     a = _multiclass(tmp_path, np.arange(50) % 2 == 0, name="a.npz")
     b = _multiclass(tmp_path, np.arange(50) % 5 == 0, name="b.npz")
-    predictions = {("a/0", "t"): a, ("b/0", "t"): b}
+    predictions = {(("a", "0"), "t"): a, (("b", "0"), "t"): b}
     kwargs = dict(
         tasks=[("t", "T", ["accuracy"])],
-        rows=[("a/0", "A"), ("b/0", "B")],
+        rows=[(("a", "0"), "A"), (("b", "0"), "B")],
         settings={"resamples": 50, "confidence": 0.9, "seed": 1},
     )
     _, comparisons = table_uncertainty(predictions, pairs=[{"a": "b", "b": "a"}], **kwargs)
