@@ -18,6 +18,7 @@ prints where a number came from.
 
 import argparse
 import ast
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -192,6 +193,28 @@ def _stage_imports(tree, names, package):
     return _imports(top_level + [functions[n] for n in done], package)
 
 
+def _parsed(path):
+    """The syntax tree of a source file, parsed once per version of the file: the
+    workflow asks for the sources of every rule and job module while it parses."""
+    stat = Path(path).stat()
+    return _parse_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _parse_cached(path, mtime_ns, size):
+    return ast.parse(Path(path).read_text(), filename=path)
+
+
+def _file_imports(path, package):
+    stat = Path(path).stat()
+    return _file_imports_cached(str(path), stat.st_mtime_ns, stat.st_size, package)
+
+
+@functools.cache
+def _file_imports_cached(path, mtime_ns, size, package):
+    return tuple(sorted(_imports([_parse_cached(path, mtime_ns, size)], package)))
+
+
 def rule_sources(rule, job_modules=(), *, root=WORKFLOW_DIR):
     """The source files (relative to the workflow) whose code a job of ``rule`` runs.
 
@@ -232,12 +255,11 @@ def rule_sources(rule, job_modules=(), *, root=WORKFLOW_DIR):
         todo.append(module.rpartition(".")[0] or module)
         if module in _NOT_FOLLOWED:
             continue
-        tree = ast.parse(Path(root, path).read_text(), filename=path)
         package = module if is_package else module.rpartition(".")[0]
         if module == STAGES_MODULE:
-            todo.extend(_stage_imports(tree, stage_functions, package))
+            todo.extend(_stage_imports(_parsed(Path(root, path)), stage_functions, package))
         else:
-            todo.extend(_imports([tree], package))
+            todo.extend(_file_imports(Path(root, path), package))
     return tuple(sorted(files - REGISTRIES))
 
 
