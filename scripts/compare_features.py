@@ -3,22 +3,22 @@
 import sys
 from pathlib import Path
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 # import the mirprobe package of this workflow, whichever environment runs the job
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mirprobe.claims import claim_job  # noqa: E402
+from mirprobe.claims import claim_job
 
 # this job alone may write its outputs; it stops when its snakemake run is gone
-claim_job(snakemake)  # noqa: F821
+claim_job(snakemake)
 
-from mirprobe.compare import compare_stage  # noqa: E402
+from mirprobe.compare import compare_stage
 
 compare_stage(
-    a=snakemake.params.a,  # noqa: F821
-    b=snakemake.params.b,  # noqa: F821
-    a_paths=snakemake.input.a,  # noqa: F821
-    b_paths=snakemake.input.b,  # noqa: F821
-    dataset=snakemake.wildcards.dataset,  # noqa: F821
-    out_path=snakemake.output[0],  # noqa: F821
+    a=snakemake.params.a,
+    b=snakemake.params.b,
+    a_paths=snakemake.input.a,
+    b_paths=snakemake.input.b,
+    dataset=snakemake.wildcards.dataset,
+    out_path=snakemake.output[0],
 )

@@ -3,15 +3,15 @@
 import sys
 from pathlib import Path
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 # import the mirprobe package of this workflow, whichever environment runs the job
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mirprobe.claims import claim_job  # noqa: E402
+from mirprobe.claims import claim_job
 
 # this job alone may write its outputs; it stops when its snakemake run is gone
-claim_job(snakemake)  # noqa: F821
+claim_job(snakemake)
 
-from mirprobe.compare import write_summary  # noqa: E402
+from mirprobe.compare import write_summary
 
-write_summary(snakemake.input, snakemake.output[0])  # noqa: F821
+write_summary(snakemake.input, snakemake.output[0])

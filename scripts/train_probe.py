@@ -3,26 +3,26 @@
 import sys
 from pathlib import Path
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 # import the mirprobe package of this workflow, whichever environment runs the job
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from mirprobe.claims import claim_job  # noqa: E402
+from mirprobe.claims import claim_job
 
 # this job alone may write its outputs; it stops when its snakemake run is gone
-claim_job(snakemake)  # noqa: F821
+claim_job(snakemake)
 
-import torch  # noqa: E402
+import torch
 
-from mirprobe.stages import train_probe  # noqa: E402
+from mirprobe.stages import train_probe
 
-torch.set_num_threads(snakemake.threads)  # noqa: F821
+torch.set_num_threads(snakemake.threads)
 train_probe(
-    feature_paths=snakemake.input.features,  # noqa: F821
-    layer=snakemake.wildcards.layer,  # noqa: F821
-    probe_config=snakemake.params.probe_config,  # noqa: F821
-    seed=snakemake.params.seed,  # noqa: F821
-    device=snakemake.params.device,  # noqa: F821
-    probe_path=snakemake.output.probe,  # noqa: F821
-    record_path=snakemake.output.record,  # noqa: F821
+    feature_paths=snakemake.input.features,
+    layer=snakemake.wildcards.layer,
+    probe_config=snakemake.params.probe_config,
+    seed=snakemake.params.seed,
+    device=snakemake.params.device,
+    probe_path=snakemake.output.probe,
+    record_path=snakemake.output.record,
 )
