@@ -529,7 +529,7 @@ def assemble_table(
         intervals, comparisons = table_uncertainty(
             cell_predictions,
             tasks=tasks,
-            rows=[tuple(r) for r in rows],
+            rows=list(rows.items()),
             settings=uncertainty["bootstrap"],
             pairs=uncertainty.get("comparisons", ()),
         )
