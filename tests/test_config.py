@@ -274,7 +274,7 @@ def test_published_rows_follow_the_computed_ones_marked_and_sourced(tmp_path):
         "metrics": {"weighted_score": 0.5, "accuracy": 0.25},
         "clip_counts": {"train": 3, "valid": 2, "test": 1},
     }
-    cells = {("rep/x", "key"): record, ("rep/x", "genre"): record}
+    cells = {(("rep", "x"), "key"): record, (("rep", "x"), "genre"): record}
     published = [
         {
             "label": "Model (paper)",
@@ -283,7 +283,7 @@ def test_published_rows_follow_the_computed_ones_marked_and_sourced(tmp_path):
         }
     ]
     paths = {fmt: tmp_path / f"table.{fmt}" for fmt in ("md", "csv", "tex")}
-    write_tables(cells, tasks=tasks, rows=[("rep/x", "Rep")], paths=paths, published=published)
+    write_tables(cells, tasks=tasks, rows=[(("rep", "x"), "Rep")], paths=paths, published=published)
     md = paths["md"].read_text().splitlines()
     assert [c.strip() for c in md[2].strip("|").split("|")] == ["Rep", "50.0", "25.0", "25.0"]
     assert [c.strip() for c in md[3].strip("|").split("|")] == [
@@ -302,13 +302,13 @@ def test_layer_choice_takes_the_best_validation_score_and_the_first_on_a_tie():
     from mirprobe.tables import layer_choices
 
     tasks = [("genre", "Genre", ["accuracy"]), ("key", "Key", ["weighted_score"])]
-    rows = [("mg/0", "MG L0"), ("mg/6", "MG L6"), ("mg/12", "MG L12"), ("chroma/stats", "C")]
-    valid = {("mg/0", "genre"): 0.5, ("mg/6", "genre"): 0.7, ("mg/12", "genre"): 0.6}
-    valid |= {("mg/0", "key"): 0.4, ("mg/6", "key"): 0.4, ("mg/12", "key"): 0.3}
-    valid |= {("chroma/stats", "genre"): 0.9, ("chroma/stats", "key"): 0.9}
+    rows = [(("mg", "0"), "MG L0"), (("mg", "6"), "MG L6"), (("mg", "12"), "MG L12"), (("chroma", "stats"), "C")]
+    valid = {(("mg", "0"), "genre"): 0.5, (("mg", "6"), "genre"): 0.7, (("mg", "12"), "genre"): 0.6}
+    valid |= {(("mg", "0"), "key"): 0.4, (("mg", "6"), "key"): 0.4, (("mg", "12"), "key"): 0.3}
+    valid |= {(("chroma", "stats"), "genre"): 0.9, (("chroma", "stats"), "key"): 0.9}
     # test scores differ from validation: the choice must not look at them
     cells = {
-        (row, task): {"metrics": {"primary": {"mg/12": 0.99}.get(row, 0.25)}}
+        (row, task): {"metrics": {"primary": {("mg", "12"): 0.99}.get(row, 0.25)}}
         for row, _ in rows
         for task, _, _ in tasks
     }

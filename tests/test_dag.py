@@ -96,7 +96,12 @@ def test_the_probe_rules_read_feature_shards_and_their_cells_records_only(planne
             expected = _features("synth_key", wc["representation"]) + {
                 "train_probe": [],
                 "evaluate_probe": [f"{_cell(wc)}/probe.pt"],
-                "provenance": [f"{_cell(wc)}/train.json", f"{_cell(wc)}/test.json"],
+                "provenance": [
+                    f"{_cell(wc)}/train.json",
+                    f"{_cell(wc)}/test.json",
+                    # named in the record by digest; the table's intervals read it
+                    f"{_cell(wc)}/predictions.npz",
+                ],
             }[rule]
             assert sorted(inputs) == sorted(expected), rule
 

@@ -69,17 +69,31 @@ def write_stage_inputs(tmp_path, *, task_type, labels, clips, excluded=()):
     ).to_csv(shard / "manifest.tsv", sep="\t", index=False)
     (shard / "stage.json").write_text(json.dumps({"stage": "resample", "wall_s": 0.0}))
     embedded = [c for c in clips if c["clip_id"] not in excluded]
+    # what the feature shard carries of the dataset (see mirprobe.features): the
+    # probe stages read features only
+    dataset = {
+        "prepare": {"task_type": task_type, "labels": labels, "n_clips": len(rows)},
+        "resample": [{"stage": "resample", "wall_s": 0.0, "shard": 0}],
+        "clips": [
+            {"row": i, **{k: r[k] for k in ("clip_id", "split", "label", "song_id")}}
+            for i, r in enumerate(rows)
+        ],
+        "excluded_at_resampling": [
+            {"clip_id": r["clip_id"], "source": r["audio_path"], "reason": "unreadable"}
+            for r in rows
+            if r["clip_id"] in excluded
+        ],
+    }
     np.savez(
         tmp_path / "features.npz",
         clip_ids=np.array([c["clip_id"] for c in embedded]),
         profile=np.array("{}"),
+        excluded=np.array("[]"),
+        dataset=np.array(json.dumps(dataset)),
         **{"layer:x": np.stack([c["x"] for c in embedded]).astype(np.float32)},
     )
     return {
-        "metadata_path": tmp_path / "metadata.csv",
-        "prepare_record_path": tmp_path / "prepare.json",
         "feature_paths": [tmp_path / "features.npz"],
-        "shard_dirs": [shard],
         "layer": "x",
         "device": "cpu",
     }
@@ -336,6 +350,8 @@ def test_a_clip_without_features_that_was_not_excluded_stops_the_stage(tmp_path)
             inputs["feature_paths"][0],
             clip_ids=shard["clip_ids"][keep],
             profile=shard["profile"],
+            excluded=shard["excluded"],
+            dataset=shard["dataset"],
             **{"layer:x": shard["layer:x"][keep]},
         )
     with pytest.raises(DataError, match=r"1 clips have no features and were not excluded.*c070"):

@@ -32,12 +32,12 @@ def _cells():
         "n_excluded": excluded,
     }
     return {
-        ("mfcc/0", "genre"): record({"accuracy": 0.41379}, (443, 197, 290)),
-        ("mfcc/0", "key"): record(
+        (("mfcc", "0"), "genre"): record({"accuracy": 0.41379}, (443, 197, 290)),
+        (("mfcc", "0"), "key"): record(
             {"weighted_score": 0.15667, "accuracy": 0.09879}, (100, 20, 50), 2
         ),
-        ("chroma/0", "genre"): record({"accuracy": 0.29655}, (443, 197, 290)),
-        ("chroma/0", "key"): record(
+        (("chroma", "0"), "genre"): record({"accuracy": 0.29655}, (443, 197, 290)),
+        (("chroma", "0"), "key"): record(
             {"weighted_score": 0.56749, "accuracy": 0.44951}, (100, 20, 50), 2
         ),
     }
@@ -47,7 +47,7 @@ TASKS = [
     ("genre", "GTZAN", table_metrics("multiclass")),
     ("key", "GS", table_metrics("key")),
 ]
-ROWS = [("mfcc/0", "MFCC"), ("chroma/0", "Chroma")]
+ROWS = [(("mfcc", "0"), "MFCC"), (("chroma", "0"), "Chroma")]
 
 
 def test_build_table_puts_each_rounded_metric_in_its_column():
@@ -88,22 +88,22 @@ def test_written_csv_and_markdown_hold_the_rounded_numbers_and_clip_counts(tmp_p
 
 def test_layer_chosen_on_validation_is_noted_with_its_rounded_test_score(tmp_path):
     cells = {
-        ("rep/1", "key"): {
+        (("rep", "1"), "key"): {
             "metrics": {"primary": 0.40049, "weighted_score": 0.40049, "accuracy": 0.3},
             "clip_counts": {"train": 1, "valid": 1, "test": 1},
         },
-        ("rep/2", "key"): {
+        (("rep", "2"), "key"): {
             "metrics": {"primary": 0.55551, "weighted_score": 0.55551, "accuracy": 0.5},
             "clip_counts": {"train": 1, "valid": 1, "test": 1},
         },
     }
     # layer 1 wins on validation although layer 2 is better on test: the note follows validation
-    valid = {("rep/1", "key"): 0.7, ("rep/2", "key"): 0.6}
+    valid = {(("rep", "1"), "key"): 0.7, (("rep", "2"), "key"): 0.6}
     paths = {"md": tmp_path / "table.md"}
     write_tables(
         cells,
         tasks=[("key", "GS", ["weighted_score"])],
-        rows=[("rep/1", "Rep L1"), ("rep/2", "Rep L2")],
+        rows=[(("rep", "1"), "Rep L1"), (("rep", "2"), "Rep L2")],
         paths=paths,
         valid_primary=valid,
         representation_labels={"rep": "Rep"},
