@@ -37,8 +37,6 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from ..task_types import TASK_TYPES as _TASK_TYPE_OBJECTS
-from ..task_types import task_type_of
 
 METADATA_COLUMNS = [
     "clip_id",
@@ -50,8 +48,7 @@ METADATA_COLUMNS = [
     "song_id",
 ]
 SPLITS = ("train", "valid", "test")
-#: the task types' names (``mirprobe.task_types.TASK_TYPES``)
-TASK_TYPES = tuple(_TASK_TYPE_OBJECTS)
+TASK_TYPES = ("multiclass", "key", "multilabel", "regression")
 
 
 class Dataset:
@@ -66,9 +63,6 @@ class Dataset:
     kind = None
     #: one of TASK_TYPES
     task_type = None
-    #: the ``params`` key that chooses the task type, for a class whose task type
-    #: the config chooses (``kind: folder``, ``kind: mirdata``); its schema validates it
-    task_type_param = None
     #: JSON schema of the ``params`` mapping in the config
     params_schema = {"type": "object", "additionalProperties": False}
     #: environment file of its prepare jobs (a name in envs/)
@@ -104,11 +98,8 @@ class Dataset:
         problems = []
         if not isinstance(cls.kind, str) or not cls.kind:
             problems.append("no kind")
-        if cls.task_type_param is None:
-            try:
-                task_type_of(cls.task_type)
-            except ConfigError as error:
-                problems.append(f"task_type: {error}")
+        if cls.task_type not in TASK_TYPES:
+            problems.append(f"task_type {cls.task_type!r} is not one of {TASK_TYPES}")
         if problems:
             raise ConfigError(
                 f"{where}: dataset class {cls.__module__}.{cls.__qualname__}: "
