@@ -60,7 +60,7 @@ def test_registry_classes_declare_the_interface():
         # None: the rate depends on the params (sample_rate_for), e.g. a checkpoint's
         assert cls.sample_rate is None or isinstance(cls.sample_rate, int)
         assert cls.sample_rate is not None or cls.sample_rate_for is not Extractor.sample_rate_for
-        assert cls.default_layers
+        assert cls.default_layers or cls.default_layers_for is not Extractor.default_layers_for
 
 
 def test_extractors_reject_audio_that_is_not_one_mono_channel():

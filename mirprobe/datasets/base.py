@@ -98,7 +98,8 @@ class Dataset:
         problems = []
         if not isinstance(cls.kind, str) or not cls.kind:
             problems.append("no kind")
-        if cls.task_type not in TASK_TYPES:
+        # None: the task type comes from the params (folder, mirdata)
+        if cls.task_type is not None and cls.task_type not in TASK_TYPES:
             problems.append(f"task_type {cls.task_type!r} is not one of {TASK_TYPES}")
         if problems:
             raise ConfigError(
