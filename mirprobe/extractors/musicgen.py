@@ -99,7 +99,11 @@ KNOWN_DECODER_LAYERS = {
     "facebook/musicgen-small": 24,
     "facebook/musicgen-medium": 48,
     "facebook/musicgen-large": 48,
+    "facebook/musicgen-melody": 48,
 }
+#: checkpoints of the MusicGen-Melody class (``MusicgenMelodyForConditionalGeneration``)
+KNOWN_MELODY = ("facebook/musicgen-melody",)
+MELODY_MODEL_TYPE = "musicgen_melody"
 TINY_DECODER_LAYERS = 2
 
 #: the hub checkpoints' published decoder sizes (fixtures' weights/SOURCES.md), for
@@ -119,10 +123,10 @@ _COMMON_PARAMS = {
     },
     "architecture": {
         "type": "string",
-        "enum": ["from_weights", "tiny", "small", "medium", "large"],
+        "enum": ["from_weights", "tiny", "tiny_melody", "small", "medium", "large"],
         "default": "from_weights",
-        "description": "from_weights = the architecture of `weights`; tiny = a built-in "
-        "test-sized architecture; small/medium/large = musicgen-small/medium/large's published "
+        "description": "from_weights = the architecture of `weights`; tiny / tiny_melody = "
+        "built-in test-sized MusicGen / MusicGen-Melody architectures; small/medium/large = musicgen-small/medium/large's published "
         "sizes built without the hub (these need random_weights: true).",
     },
     "revision": {
@@ -248,6 +252,80 @@ def tiny_musicgen_config():
         max_position_embeddings=2048,
     )
     return MusicgenConfig(text_encoder=text, audio_encoder=tiny_encodec_config(), decoder=decoder)
+
+
+def tiny_musicgen_melody_config():
+    """A test-sized MusicGen-Melody: the tiny MusicGen's parts, conditioning prepended
+    (12 chroma bins projected to the decoder, 235 chroma frames as the checkpoint has)."""
+    from transformers import MusicgenMelodyConfig, MusicgenMelodyDecoderConfig, T5Config
+
+    text = T5Config(vocab_size=128, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+    decoder = MusicgenMelodyDecoderConfig(
+        vocab_size=2048,
+        num_hidden_layers=TINY_DECODER_LAYERS,
+        hidden_size=32,
+        ffn_dim=64,
+        num_attention_heads=2,
+        num_codebooks=4,
+        max_position_embeddings=2048,
+    )
+    return MusicgenMelodyConfig(
+        text_encoder=text.to_dict(),
+        audio_encoder=tiny_encodec_config().to_dict(),
+        decoder=decoder.to_dict(),
+        num_chroma=12,
+        chroma_length=235,
+    )
+
+
+#: MusicgenMelodyFeatureExtractor's defaults, which facebook/musicgen-melody's preprocessor uses
+CHROMA = {"n_fft": 16384, "hop_length": 4096, "chunk_length": 30, "num_chroma": 12}
+
+
+def melody_chroma(audio, *, sampling_rate=SAMPLE_RATE, **settings):
+    """``(B, samples)`` float32 tensor -> ``(B, frames, num_chroma)`` one-hot chroma, computed as
+    transformers' ``MusicgenMelodyFeatureExtractor`` (what MusicgenMelodyProcessor feeds)
+    computes it from non-Demucs audio: each clip zero-padded or cut to ``chunk_length`` s, a
+    power spectrogram (torchaudio's ``Spectrogram(normalized=True)``: periodic Hann window,
+    centred, reflect padding, divided by the window's L2 norm), librosa's chroma filter bank,
+    max-normalised, then the loudest bin set to 1 and the others to 0. That class needs
+    torchaudio, which the pinned environment lacks, so its steps are written out here."""
+    import torch
+    from transformers.audio_utils import chroma_filter_bank
+
+    settings = CHROMA | settings
+    n_fft, hop = settings["n_fft"], settings["hop_length"]
+    n_samples = settings["chunk_length"] * sampling_rate
+    audio = audio[:, :n_samples]
+    audio = torch.nn.functional.pad(audio, (0, n_samples - audio.shape[1]))
+    if audio.shape[1] < n_fft:
+        pad = n_fft - audio.shape[1]
+        audio = torch.nn.functional.pad(audio, (pad // 2, pad // 2 + pad % 2))
+    window = torch.hann_window(n_fft, device=audio.device)
+    spec = torch.stft(
+        audio,
+        n_fft,
+        hop_length=hop,
+        win_length=n_fft,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        onesided=True,
+        return_complex=True,
+    )
+    spec = (spec / window.pow(2).sum().sqrt()).abs().pow(2)
+    filters = torch.from_numpy(
+        chroma_filter_bank(
+            sampling_rate=sampling_rate,
+            num_frequency_bins=n_fft,
+            tuning=0,
+            num_chroma=settings["num_chroma"],
+        )
+    ).float()
+    raw = torch.einsum("cf,...ft->...ct", filters.to(audio.device), spec)
+    norm = torch.nn.functional.normalize(raw, p=float("inf"), dim=-2, eps=1e-6).transpose(1, 2)
+    one_hot = torch.zeros_like(norm)
+    return one_hot.scatter_(-1, norm.argmax(-1, keepdim=True), 1.0)
 
 
 def real_size_encodec_config():
@@ -423,7 +501,8 @@ class MusicGen(_WindowedTransformersExtractor):
             "weights": {
                 "type": "string",
                 "default": "facebook/musicgen-small",
-                "description": "Hub id (facebook/musicgen-small|medium|large) or local directory "
+                "description": "Hub id (facebook/musicgen-small|medium|large|melody) or local "
+                "directory "
                 "written by save_pretrained; safetensors only, no remote code.",
             },
             **_COMMON_PARAMS,
@@ -432,6 +511,13 @@ class MusicGen(_WindowedTransformersExtractor):
                 "default": "",
                 "description": "Text condition; empty = no text (see empty_text); non-empty = "
                 "the text-conditioning ablation.",
+            },
+            "conditioning": {
+                "type": "string",
+                "enum": ["none", "text", "audio"],
+                "description": "What conditions the decoder: none (the unconditional path), text "
+                "(the prompt `text`), audio (each window's own chroma through MusicGen-Melody's "
+                "conditioner; melody weights only). Unset: text if `text` is non-empty, else none.",
             },
             "empty_text": {
                 "type": "string",
@@ -457,11 +543,61 @@ class MusicGen(_WindowedTransformersExtractor):
         },
     }
 
+    def __init__(self, *, params=None):
+        super().__init__(params=params)
+        conditioning, text = self.conditioning, self.params["text"]
+        if conditioning == "text" and not text:
+            raise ConfigError("musicgen: conditioning 'text' needs a non-empty params.text")
+        if conditioning != "text" and text:
+            raise ConfigError(
+                f"musicgen: params.text {text!r} given with conditioning {conditioning!r}; "
+                "text is the prompt of conditioning: text"
+            )
+        if conditioning == "audio" and not self.is_melody(self.params):
+            raise ConfigError(
+                f"musicgen: conditioning 'audio' needs MusicGen-Melody weights "
+                f"({', '.join(KNOWN_MELODY)}, a local musicgen_melody directory, or "
+                f"architecture: tiny_melody); {self.params['weights']!r} has no chroma conditioner"
+            )
+
+    @property
+    def conditioning(self):
+        """The effective conditioning: the param, or text/none from ``text``."""
+        return self.params.get("conditioning") or ("text" if self.params["text"] else "none")
+
+    @classmethod
+    def is_melody(cls, params):
+        """Whether the configured model is MusicGen-Melody, read without heavy imports."""
+        params = params or {}
+        architecture = params.get("architecture", "from_weights")
+        if architecture != "from_weights":
+            return architecture == "tiny_melody"
+        weights = params.get("weights", cls.params_schema["properties"]["weights"]["default"])
+        if weights in KNOWN_MELODY:
+            return True
+        config_path = Path(os.path.expanduser(weights)) / "config.json"
+        if config_path.is_file():
+            with open(config_path) as handle:
+                return json.load(handle).get("model_type") == MELODY_MODEL_TYPE
+        return False
+
+    def source_record(self):
+        """The weights record, plus the conditioning where it is configured or not none."""
+        record = super().source_record()
+        if self.params.get("conditioning") is None and self.conditioning == "none":
+            return record  # the unconditional default records what it always did
+        conditioning = {"conditioning": self.conditioning, "melody": self.is_melody(self.params)}
+        if self.conditioning == "text":
+            conditioning["text"] = self.params["text"]
+        if self.conditioning == "audio":
+            conditioning["chroma"] = {"of": "each window itself", **CHROMA}
+        return (record or {}) | conditioning
+
     @classmethod
     def num_decoder_layers(cls, params):
         """Decoder blocks of the configured architecture, read without heavy imports."""
         params = params or {}
-        if params.get("architecture") == "tiny":
+        if params.get("architecture") in ("tiny", "tiny_melody"):
             return TINY_DECODER_LAYERS
         if params.get("architecture") in REAL_SIZES:
             return REAL_SIZES[params["architecture"]][1]
@@ -487,28 +623,43 @@ class MusicGen(_WindowedTransformersExtractor):
         return cls.available_layers(params)
 
     def _build(self, dtype):
-        from transformers import MusicgenConfig, MusicgenForConditionalGeneration
+        from transformers import (
+            MusicgenConfig,
+            MusicgenForConditionalGeneration,
+            MusicgenMelodyConfig,
+            MusicgenMelodyForConditionalGeneration,
+        )
 
         params = self.params
+        melody = self.is_melody(params)
+        config_class, model_class = (
+            (MusicgenMelodyConfig, MusicgenMelodyForConditionalGeneration)
+            if melody
+            else (MusicgenConfig, MusicgenForConditionalGeneration)
+        )
         commit = self._resolve_commit()
         if params["random_weights"]:
             if params["architecture"] == "tiny":
                 config = tiny_musicgen_config()
+            elif params["architecture"] == "tiny_melody":
+                config = tiny_musicgen_melody_config()
             elif params["architecture"] in REAL_SIZES:
                 config = real_size_musicgen_config(params["architecture"])
             else:
-                config = _pretrained(MusicgenConfig, params["weights"], commit=commit)
+                config = _pretrained(config_class, params["weights"], commit=commit)
             with _seeded(params["seed"]):
-                model = MusicgenForConditionalGeneration(config)
+                model = model_class(config)
             init_random_codebooks(model.audio_encoder, seed=params["seed"])
         else:
-            model = _pretrained(
-                MusicgenForConditionalGeneration,
-                params["weights"],
-                commit=commit,
-                use_safetensors=True,
-            )
+            model = _pretrained(model_class, params["weights"], commit=commit, use_safetensors=True)
         config = model.config
+        if (config.model_type == MELODY_MODEL_TYPE) != melody:
+            raise ModelError(
+                f"musicgen weights {params['weights']!r} are of model type "
+                f"{config.model_type!r}, not the expected "
+                f"{MELODY_MODEL_TYPE if melody else 'musicgen'!r}"
+            )
+        self.melody = melody
         if config.decoder.audio_channels != 1:
             raise ModelError(
                 f"musicgen weights {params['weights']!r} are a stereo model; only mono "
@@ -531,8 +682,39 @@ class MusicGen(_WindowedTransformersExtractor):
         self.decoder = model.decoder.model.decoder  # the MusicgenDecoder stack
         self.text_states = None
         self.text_mask = None
-        if params["text"] or params["empty_text"] == "tokenized":
+        if self.melody:
+            # MusicGen-Melody prepends its conditioning to the decoder input (no cross-attention)
+            if self.conditioning == "text":
+                self.text_states, _ = self._encode_text(params["text"])
+        elif params["text"] or params["empty_text"] == "tokenized":
             self.text_states, self.text_mask = self._encode_text(params["text"])
+
+    def chroma(self, audio):
+        """``(B, samples)`` float32 audio -> ``(B, frames, 12)`` one-hot chroma (see
+        :func:`melody_chroma`)."""
+        return melody_chroma(audio.float()).to(self.device)
+
+    def melody_prefix(self, bsz, *, chroma=None):
+        """The states MusicGen-Melody prepends to the decoder input, as its forward builds them:
+        the projected chroma (given, or transformers' default one-hot bin 0 when only text
+        conditions) repeated/cut to ``chroma_length``, then the text states if any."""
+        import torch
+
+        model, config = self.model, self.model.config
+        if chroma is None and self.text_states is None:
+            return None  # conditioning none: no prefix, as transformers without inputs
+        if chroma is None:
+            chroma = torch.zeros((bsz, 1, config.num_chroma), device=self.device)
+            chroma[:, :, 0] = 1
+        states = chroma.to(model.audio_enc_to_dec_proj.weight.dtype)
+        if config.num_chroma != config.decoder.hidden_size:
+            states = model.audio_enc_to_dec_proj(states)
+        if states.shape[1] < config.chroma_length:
+            states = states.repeat(1, -(-config.chroma_length // states.shape[1]), 1)
+        states = states[:, : config.chroma_length]
+        if self.text_states is not None:
+            states = torch.cat([states, self.text_states.expand(bsz, -1, -1)], dim=1)
+        return states.to(self.decoder.layer_norm.weight.dtype)
 
     def _encode_text(self, text):
         import torch
@@ -551,9 +733,8 @@ class MusicGen(_WindowedTransformersExtractor):
         with torch.inference_mode():
             states = self.model.text_encoder(**inputs).last_hidden_state
             config = self.model.config
-            if (
-                config.text_encoder.hidden_size != config.decoder.hidden_size
-                and config.decoder.cross_attention_hidden_size is None
+            if config.text_encoder.hidden_size != config.decoder.hidden_size and (
+                self.melody or config.decoder.cross_attention_hidden_size is None
             ):
                 states = self.model.enc_to_dec_proj(states)
             states = states * inputs["attention_mask"][..., None]
@@ -599,7 +780,9 @@ class MusicGen(_WindowedTransformersExtractor):
             codes.append(encoded.audio_codes[0])
         return torch.cat(codes)
 
-    def _embed_windows(self, audio, *, layers):
+    def _embed_windows(self, audio, *, layers, condition_audio=None):
+        """Pooled decoder states of ``audio``'s windows; with audio conditioning, the chroma is
+        that of ``condition_audio`` (default: the windows themselves)."""
         import torch
 
         codes = self.codes(audio)
@@ -615,7 +798,19 @@ class MusicGen(_WindowedTransformersExtractor):
         depth = max(int(layer) for layer in layers)
         n_layers = len(self.decoder.layers)
         dtype = self.decoder.layer_norm.weight.dtype
-        if self.text_states is None:
+        prefix = 0
+        if self.melody:
+            chroma = None
+            if self.conditioning == "audio":
+                chroma = self.chroma(audio if condition_audio is None else condition_audio)
+            states, mask = self.melody_prefix(bsz, chroma=chroma), None
+            prefix = 0 if states is None else states.shape[1]
+            if prefix + n_steps > self.decoder.max_target_positions:
+                raise ConfigError(
+                    f"musicgen: {prefix} conditioning + {n_steps} code steps exceed the model's "
+                    f"{self.decoder.max_target_positions} positions; lower window_seconds"
+                )
+        elif self.text_states is None:
             states = torch.zeros((bsz, 1, self.decoder.d_model), dtype=dtype, device=self.device)
             mask = None
         else:
@@ -654,7 +849,11 @@ class MusicGen(_WindowedTransformersExtractor):
                 handle.remove()
         if depth == n_layers:
             hidden[n_layers] = self.decoder.layer_norm(hidden[n_layers])
-        pooled = {layer: hidden[int(layer)].float().mean(dim=1).cpu().numpy() for layer in layers}
+        # MusicGen-Melody's prepended conditioning steps are not pooled: only the code steps
+        pooled = {
+            layer: hidden[int(layer)][:, prefix:].float().mean(dim=1).cpu().numpy()
+            for layer in layers
+        }
         return pooled, n_steps
 
 
