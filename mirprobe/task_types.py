@@ -256,11 +256,11 @@ class Multiclass(TaskType):
         intercept[unseen] = intercept[classes].min() - 1e3
         return coef, intercept, {"C": float(model.C_[0])}
 
-
     def unit_values(self, y_true, scores, *, labels, groups=None, ensemble=None):
         y_true = self._validate_y_true(y_true, validate_scores(scores, n_outputs=len(labels)))
         # accuracy_score is the mean of these 0/1 values
         return {"accuracy": ((np.asarray(scores).argmax(axis=1) == y_true).astype(float), None)}
+
 
 class Key(Multiclass):
     """Musical key per clip, scored per song: MIREX weighted score of pooled clips.
