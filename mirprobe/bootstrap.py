@@ -37,13 +37,53 @@ def _units(predictions):
     return [np.flatnonzero(song_of_clip == s) for s in range(song_of_clip.max() + 1)]
 
 
-def bootstrap_distribution(predictions, metrics, *, resamples, seed):
-    """``{metric: array (resamples,)}``: each metric on each resample."""
-    from .predictions import cell_metrics
+def unit_values(predictions):
+    """``{metric: (numerator, denominator)}`` per resampling unit (in
+    :func:`_units` order) of the metrics that are ratios of sums over units
+    (``TaskType.unit_values``): accuracy per clip, key scores per song."""
+    from .task_types import task_type_of
 
+    p = predictions
+    task_type = task_type_of(p.task_type)
+    return task_type.unit_values(
+        p.target,
+        p.scores,
+        labels=p.labels,
+        groups=task_type.song_groups(p.song_id),
+        ensemble=p.ensemble,
+    )
+
+
+def bootstrap_distribution(predictions, metrics, *, resamples, seed, rescore_all=False):
+    """``{metric: array (resamples,)}``: each metric on each resample.
+
+    A metric that is a ratio of sums over units (:func:`unit_values`) is scored
+    once per unit and its resamples are sums of those values over each draw, the
+    same numbers as rescoring each resample; the others (R², ROC-AUC, AP) are
+    rescored on each resample, as all are with ``rescore_all``.
+    """
     units = _units(predictions)
     draws = resample_draws(len(units), resamples=resamples, seed=seed)
-    values = {m: np.empty(resamples) for m in metrics}
+    values = {}
+    decomposed = {} if rescore_all else unit_values(predictions)
+    for m in metrics:
+        if m in decomposed:
+            numerator, denominator = decomposed[m]
+            if denominator is None:
+                values[m] = numerator[draws].mean(axis=1)
+            else:
+                values[m] = numerator[draws].sum(axis=1) / denominator[draws].sum(axis=1)
+    rescored = [m for m in metrics if m not in values]
+    if rescored:
+        values.update(_rescored_distribution(predictions, rescored, units=units, draws=draws))
+    return {m: values[m] for m in metrics}
+
+
+def _rescored_distribution(predictions, metrics, *, units, draws):
+    """Each metric recomputed (``cell_metrics``) on each resample's clips."""
+    from .predictions import cell_metrics
+
+    values = {m: np.empty(len(draws)) for m in metrics}
     with warnings.catch_warnings():
         # a resample may hold no positive of a tag: the metric then skips it, as it says
         warnings.simplefilter("ignore")

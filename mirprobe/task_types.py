@@ -125,6 +125,16 @@ class TaskType:
     def _metrics(self, y_true, scores, *, labels, groups, ensemble):
         raise NotImplementedError
 
+    def unit_values(self, y_true, scores, *, labels, groups=None, ensemble=None) -> dict:
+        """The metrics that are ratios of sums over resampling units (clips, or
+        songs in sorted id order where ``scores_songs``): ``{metric: (numerator,
+        denominator)}``, one value per unit, ``denominator`` ``None`` for a plain
+        mean. A resample's metric is then ``numerator[draw].sum() /
+        denominator[draw].sum()`` (or ``numerator[draw].mean()``), which the
+        bootstrap uses instead of rescoring each resample. Metrics that are not
+        (R², ROC-AUC, AP) are left out and rescored."""
+        return {}
+
     def validation_metrics(self, scores, y_valid, *, labels, groups=None):
         """``(ensemble, metrics)`` of one validation evaluation; ``ensemble`` is
         the song pooling it chose (``None`` where the task pools no songs)."""
@@ -246,6 +256,11 @@ class Multiclass(TaskType):
         intercept[unseen] = intercept[classes].min() - 1e3
         return coef, intercept, {"C": float(model.C_[0])}
 
+    def unit_values(self, y_true, scores, *, labels, groups=None, ensemble=None):
+        y_true = self._validate_y_true(y_true, validate_scores(scores, n_outputs=len(labels)))
+        # accuracy_score is the mean of these 0/1 values
+        return {"accuracy": ((np.asarray(scores).argmax(axis=1) == y_true).astype(float), None)}
+
 
 class Key(Multiclass):
     """Musical key per clip, scored per song: MIREX weighted score of pooled clips.
@@ -265,6 +280,40 @@ class Key(Multiclass):
 
     def _metrics(self, y_true, scores, *, labels, groups, ensemble):
         return _metrics.key_metrics(y_true, scores, labels=labels, groups=groups, ensemble=ensemble)
+
+    def unit_values(self, y_true, scores, *, labels, groups=None, ensemble=None):
+        import mir_eval
+
+        labels = validate_labels(labels)
+        scores = validate_scores(scores, n_outputs=len(labels))
+        y_true = self._validate_y_true(y_true, scores)
+        groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
+        # each song's pooled decision scored once (a song's pooling never sees another song)
+        song_ids, song_pred = _metrics.ensemble_song_scores(
+            scores, groups, strategy=ensemble or self.default_ensemble
+        )
+        _, song_of_clip = np.unique(groups, return_inverse=True)
+        song_true = np.empty(len(song_ids), dtype=np.int64)
+        song_true[song_of_clip] = y_true
+        if (song_true[song_of_clip] != y_true).any():
+            song = groups[song_true[song_of_clip] != y_true][0]
+            raise DataError(f"the clips of song {song!r} carry different keys")
+        weighted = np.array(
+            [
+                mir_eval.key.weighted_score(labels[ref], labels[est])
+                for ref, est in zip(song_true, song_pred, strict=True)
+            ]
+        )
+        clip_right = (scores.argmax(axis=1) == y_true).astype(float)
+        n_songs = len(song_ids)
+        return {
+            "weighted_score": (weighted, None),
+            "accuracy": ((song_true == song_pred).astype(float), None),
+            "clip_accuracy": (
+                np.bincount(song_of_clip, weights=clip_right, minlength=n_songs),
+                np.bincount(song_of_clip, minlength=n_songs).astype(float),
+            ),
+        }
 
     def validation_metrics(self, scores, y_valid, *, labels, groups=None):
         best_strategy, best_metrics = None, None
