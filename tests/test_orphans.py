@@ -203,7 +203,9 @@ def test_a_test_record_of_another_probe_file_is_an_error_not_a_cell(finished_run
 
 
 @requires_fluidsynth
-def test_the_table_refuses_a_provenance_record_of_other_probe_settings(finished_run, tmp_path):
+def test_the_table_refuses_a_provenance_record_of_other_probe_settings(
+    finished_run, tmp_path, monkeypatch
+):
     from mirprobe.errors import DataError
     from mirprobe.stages import assemble_table
 
@@ -212,7 +214,17 @@ def test_the_table_refuses_a_provenance_record_of_other_probe_settings(finished_
         finished_run / f"results/provenance/{d}/{r}/{layer}.json" for d, r, layer in cells
     ]
     resolved = json.loads(provenance[0].read_text())["config"]["resolved"]
-    arguments = {"datasets": resolved["datasets"], "provenance_paths": provenance}
+    # the records name the run's predictions files relative to its working directory
+    monkeypatch.chdir(finished_run)
+    arguments = {
+        "datasets": resolved["datasets"],
+        "provenance_paths": provenance,
+        # the run's table prints bootstrap intervals (table.bootstrap)
+        "uncertainty": {
+            "bootstrap": resolved["table"]["bootstrap"],
+            "comparisons": resolved["table"]["comparisons"],
+        },
+    }
     assemble_table(**arguments, probe_config=resolved["probe"], out_paths=[tmp_path / "table.md"])
     assert (tmp_path / "table.md").read_text() == (finished_run / "results/table.md").read_text()
     other = {**resolved["probe"], "max_steps": 200}
