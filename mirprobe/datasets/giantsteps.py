@@ -421,9 +421,7 @@ class GiantStepsClips(RemoteDataset):
             bad_audio = check_decodable(song_paths.values(), on_bad_audio=on_bad_audio)
             bad_paths = {entry["path"] for entry in bad_audio}
             bad_songs = {s for s, p in song_paths.items() if str(p) in bad_paths}
-            durations = song_durations(
-                {s: p for s, p in song_paths.items() if s not in bad_songs}
-            )
+            durations = song_durations({s: p for s, p in song_paths.items() if s not in bad_songs})
             durations.update(dict.fromkeys(bad_songs))
             inferred = undecodable_song_clips(songs, durations, bad_songs)
             table = clip_table(songs, durations, counts=inferred)
