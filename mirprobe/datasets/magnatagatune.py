@@ -242,7 +242,9 @@ class MagnaTagATune(RemoteDataset):
             layout = "archive"
         else:
             layout = "unpacked"
-        audio = [str((tree / p).resolve()) for p in table["mp3_path"]]
+        # the tree resolved once, not each of its 25,860 paths (realpath per file is slow)
+        root = tree.resolve()
+        audio = [str(root / p) for p in table["mp3_path"]]
         missing = [a for a in audio if not Path(a).is_file()]
         present = self.params["verify"] == "present"
         if missing and not present:
