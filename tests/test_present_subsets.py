@@ -177,6 +177,18 @@ def test_giantsteps_present_excludes_an_undecodable_song_with_its_reason(gs_home
     assert record["n_clips"] == 2 + 1 + 3 + 1 + 4 + 1
 
 
+def test_giantsteps_an_incomplete_md5_folder_says_to_place_the_whole_repository(gs_home, tmp_path):
+    md5 = gs_home["mtg"] / "md5" / "5061.LOFI.md5"  # a train song
+    md5.unlink()
+    dataset = build_dataset("gs", gs_config(), data_home=gs_home["home"])
+    with pytest.raises(DataError) as error:
+        dataset.num_clips()
+    assert str(error.value) == (
+        f"{md5}: md5 file of track 5061 not found; place the complete "
+        "giantsteps-mtg-key-dataset repository there (commit fd7b8c5), its md5/ lists every song"
+    )
+
+
 def test_giantsteps_present_needs_a_local_copy():
     with pytest.raises(ConfigError, match=r"verify: present runs on the files of a local copy"):
         build_dataset("gs", gs_config())
@@ -304,3 +316,38 @@ def test_emomusic_present_needs_an_unpacked_clips_folder(emo_home, tmp_path):
 def test_emomusic_present_needs_a_local_copy():
     with pytest.raises(ConfigError, match=r"verify: present runs on the files of a local copy"):
         build_dataset("emo", emo_config())
+
+
+@pytest.mark.workflow
+def test_a_partial_giantsteps_and_emomusic_run_to_a_table_labelled_subset(
+    gs_home, emo_home, tmp_path
+):
+    from conftest import run, write_config
+
+    home = gs_home["home"]
+    assert emo_home["home"] == home  # both fixtures fill tmp_path/data_home
+    workdir = tmp_path / "run"
+    write_config(
+        workdir,
+        data_home=str(home),
+        datasets={
+            "gs": {"kind": "giantsteps_clips", "label": "GiantSteps", **gs_config()},
+            "emo": {"kind": "emomusic", "label": "Emomusic", **emo_config()},
+        },
+        representations={"mfcc": {"extractor": "mfcc", "label": "MFCC"}},
+        probe={
+            "grid": {"hidden_sizes": [[]], "learning_rate": [0.01], "l2": [0.0], "dropout": [0.0]},
+            "eval_every": 4,
+            "patience": 2,
+            "max_steps": 16,
+        },
+    )
+    run(workdir)
+    header = (workdir / "results" / "table.csv").read_text().splitlines()[0]
+    assert "GiantSteps [subset (12 of 7035 clips)]" in header
+    assert "Emomusic [subset (6 of 744 clips)]" in header
+    for name, label in (("gs", "subset (12 of 7035 clips)"), ("emo", "subset (6 of 744 clips)")):
+        cell = json.loads(
+            (workdir / "results" / "provenance" / name / "mfcc" / "stats.json").read_text()
+        )
+        assert cell["data"]["source"]["subset"] == label

@@ -332,7 +332,15 @@ class GiantStepsClips(RemoteDataset):
             root = mtg_root if song.source == "mtg" else key_root
             md5_path = Path(root) / "md5" / f"{song.track}.LOFI.md5"
             if not md5_path.is_file():
-                raise DataError(f"{md5_path}: md5 file of track {song.track} not found")
+                repo, commit = (
+                    ("giantsteps-mtg-key-dataset", MTG_COMMIT)
+                    if song.source == "mtg"
+                    else ("giantsteps-key-dataset", KEY_COMMIT)
+                )
+                raise DataError(
+                    f"{md5_path}: md5 file of track {song.track} not found; place the complete "
+                    f"{repo} repository there (commit {commit[:7]}), its md5/ lists every song"
+                )
             prefix = "GIANTSTEPS_MTG_KEY" if song.source == "mtg" else "GIANTSTEPS_KEY"
             remotes.append(
                 Remote(
