@@ -364,7 +364,7 @@ class GiantStepsClips(RemoteDataset):
         unpacked = {}
         for key, prefix in REPOS.items():
             if roots[key] is not None:
-                unpacked[key] = {"path": str(roots[key]), "sha256": tree_sha256(roots[key])}
+                unpacked[key] = roots[key]
                 continue
             dest = out_dir / "extracted" / key.lower()
             extract_once(zips[key], dest, checksum=REMOTES[key].checksum)
@@ -446,7 +446,10 @@ class GiantStepsClips(RemoteDataset):
         return self.provenance(
             [self.remote(r) for r in wanted],
             # no digest is published for an unpacked repository: the sha256 of its listing
-            unpacked_annotations=unpacked,
+            unpacked_annotations={
+                key: {"path": str(root), "sha256": tree_sha256(root)}
+                for key, root in unpacked.items()
+            },
             n_audio_files=len(song_paths),
             audio_checksums="md5/<id>.LOFI.md5 of each annotation repository",
             songs_per_split={s: int((songs["split"] == s).sum()) for s in SONGS_PER_SPLIT},
