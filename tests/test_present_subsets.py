@@ -351,3 +351,53 @@ def test_a_partial_giantsteps_and_emomusic_run_to_a_table_labelled_subset(
             (workdir / "results" / "provenance" / name / "mfcc" / "stats.json").read_text()
         )
         assert cell["data"]["source"]["subset"] == label
+
+
+def test_emomusic_clips_tarball_is_unpacked_once_and_its_gaps_named(
+    emo_home, tmp_path, monkeypatch
+):
+    """The clips as clips_45sec.tar.gz beside the unpacked annotations. The real tarball is
+    not a fixture: one is made here and the registry's digest set to it for the test."""
+    import dataclasses
+    import os
+    import tarfile
+
+    root = emo_home["root"]
+    clips = root / "clips_45seconds"
+    one = next(clips.iterdir())
+    for song_id in emo_home["meta"]:
+        if not (clips / f"{int(song_id)}.mp3").exists():
+            os.link(one, clips / f"{int(song_id)}.mp3")
+    gone = sorted(emo_home["meta"])[:2]
+    for song_id in gone:  # not in the tarball
+        (clips / f"{int(song_id)}.mp3").rename(tmp_path / f"{int(song_id)}.mp3")
+    tarball = root / "clips_45sec.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(clips, arcname="clips_45seconds")
+    (clips).rename(tmp_path / "clips_45seconds")  # only the tarball is left
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    remote = dataclasses.replace(emomusic.REMOTES["EMOMUSIC_CLIPS"], checksum=digest)
+    monkeypatch.setitem(emomusic.REMOTES, "EMOMUSIC_CLIPS", remote)
+    dataset = build_dataset("emo", emo_config("strict"), data_home=emo_home["home"])
+    out = tmp_path / "out"
+    with pytest.raises(DataError) as error:
+        dataset.prepare(out)
+    extracted = out / "extracted"
+    assert str(error.value) == (
+        f"2 clips missing from the Emomusic clips archive under "
+        f"{extracted / 'clips' / 'clips_45seconds'}: songs {gone}; delete {extracted} and "
+        "prepare again"
+    )
+
+
+def test_emomusic_present_clips_changed_since_parsing_says_run_again(emo_home, tmp_path):
+    dataset = build_dataset("emo", emo_config(), data_home=emo_home["home"])
+    assert dataset.num_clips() == 6
+    song_id = emo_home["chosen"]["song_id"].iloc[0]
+    (emo_home["root"] / "clips_45seconds" / f"{int(song_id)}.mp3").unlink()
+    with pytest.raises(DataError) as error:
+        dataset.prepare(tmp_path / "out")
+    assert str(error.value) == (
+        f"Emomusic clips under {emo_home['root'] / 'clips_45seconds'} changed since the "
+        "workflow was parsed; run it again"
+    )
