@@ -6,6 +6,7 @@ import gzip
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -180,3 +181,84 @@ def test_gtzan_present_without_split_lists_says_where_they_come_from(tmp_path):
         DataError, match=r"GTZAN split lists not found in data_home: .*from https://"
     ):
         build_dataset("gtzan", config, data_home=tmp_path).num_clips()
+
+
+def test_an_unpacked_mtat_prepares_the_same_clips_as_the_zip_parts(tmp_path, monkeypatch):
+    """The whole dataset both ways through prepare_dataset: ``0/`` ... ``f/`` as labs keep
+    them, and mp3.zip.001-003 holding the same tree; same clips, splits and labels, and the
+    unpacked copy is read in place (nothing unpacked, nothing copied).
+
+    The real archives and annotations_final.csv are not fixtures: the zip parts are made
+    here and annotations_final.csv is rebuilt from jukemir's metadata (clip_info_final.csv
+    rebuilds byte for byte), so their registry digests are set to these files' for the
+    test; every other check is the one a real copy goes through."""
+    import dataclasses
+    import hashlib
+    import os
+    import shutil
+    import zipfile
+
+    from mirprobe.datasets.base import read_metadata
+    from mirprobe.stages import prepare_dataset
+
+    homes = {layout: tmp_path / layout for layout in ("unpacked", "zipped")}
+    unpacked, zipped = (home / "magnatagatune" for home in homes.values())
+    unpacked.mkdir(parents=True)
+    zipped.mkdir(parents=True)
+    rebuilt_mtat_csvs(unpacked)
+    for name in ("clip_info_final.csv", "annotations_final.csv"):
+        shutil.copy(unpacked / name, zipped / name)
+    table = magnatagatune.clip_table(
+        unpacked / "clip_info_final.csv", unpacked / "annotations_final.csv"
+    )
+    assert len(table) == 25860
+    one = tmp_path / "one.mp3"
+    sf.write(one, 0.1 * np.ones(400, np.float32), 8000, format="MP3")
+    for rel in table["mp3_path"]:
+        (unpacked / rel).parent.mkdir(exist_ok=True)
+        os.link(one, unpacked / rel)  # one tiny mp3 under every name
+    whole = tmp_path / "mp3.zip"
+    with zipfile.ZipFile(whole, "w", zipfile.ZIP_STORED) as archive:
+        for rel in table["mp3_path"]:
+            archive.write(unpacked / rel, rel)
+    data = whole.read_bytes()
+    cuts = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+    digests = {}
+    for i in (1, 2, 3):
+        part = data[cuts[i - 1] : cuts[i]]
+        (zipped / f"mp3.zip.{i:03d}").write_bytes(part)
+        digests[f"MAGNATAGATUNE_MP3_{i:03d}"] = hashlib.sha256(part).hexdigest()
+    digests["MAGNATAGATUNE_ANNOTATIONS"] = hashlib.sha256(
+        (unpacked / "annotations_final.csv").read_bytes()
+    ).hexdigest()
+    for key, digest in digests.items():
+        remote = dataclasses.replace(magnatagatune.REMOTES[key], checksum=digest)
+        monkeypatch.setitem(magnatagatune.REMOTES, key, remote)
+
+    records, tables = {}, {}
+    for layout, home in homes.items():
+        out = tmp_path / "out" / layout
+        records[layout] = prepare_dataset(
+            name="mtat",
+            dataset_config={"kind": "magnatagatune"},
+            metadata_path=out / "metadata.csv",
+            checksums_path=out / "checksums.tsv",
+            record_path=out / "prepare.json",
+            data_home=home,
+        )
+        tables[layout] = read_metadata(out / "metadata.csv").set_index("clip_id")
+    for record in records.values():
+        assert record["n_clips"] == 25860 and record["split_counts"] == magnatagatune.SPLIT_SIZES
+        assert record["source"]["subset"] is None and record["source"]["missing_clips"] == []
+    columns = ["split", "label", "song_id", "track", "all_tags"]
+    pd.testing.assert_frame_equal(tables["unpacked"][columns], tables["zipped"][columns])
+    assert records["zipped"]["source"]["layout"] == "archive"
+    source = records["unpacked"]["source"]
+    assert source["layout"] == "unpacked" and source["audio_root"] == str(unpacked)
+    # the zip parts are neither needed nor verified when the tree is there
+    assert {r["key"] for r in source["raw_files"]} == set(magnatagatune.CSV_KEYS)
+    assert all(p.startswith(f"{unpacked}/") for p in tables["unpacked"]["audio_path"])
+    out = tmp_path / "out" / "unpacked"
+    assert not (out / "extracted").exists() and not list(out.rglob("*.mp3"))
+    checksums = pd.read_csv(out / "checksums.tsv", sep="\t")
+    assert len(checksums) == 25860  # each mp3's sha256 recorded (none is published)

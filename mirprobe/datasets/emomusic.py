@@ -24,12 +24,30 @@ Raw files (jukemir's ``assets/emomusic.json``; cvml.unige.ch)
     dataset; this class follows mirdata's conventions (a pinned remote per
     file, checksums, a verified local copy).
 
+As labs keep it (the raw directory, ``data_home`` or not)
+    ``annotations/`` (the annotation tarball unpacked: ``songs_info.csv`` and
+    ``static_annotations.csv`` somewhere under it) replaces
+    ``annotations.tar.gz``, and ``clips_45seconds/<n>.mp3`` (the clips
+    tarball unpacked) replaces ``clips_45sec.tar.gz``; nothing is unpacked
+    again. No per-file digest is published: the CSVs' sha256 go into the
+    record (``digest_recorded``), each mp3's into ``checksums.tsv``; the
+    annotations must still give the paper's 744 songs.
+
+Verification (``params.verify``)
+    ``strict`` (default): all 744 clips. ``present`` (data_home only): the
+    clips found in an unpacked ``clips_45seconds/`` (counted when the
+    workflow is parsed; the annotations must be complete, so labels are
+    z-scored as in the full run); the rest are listed in the record, which
+    says ``subset (N of 744 clips)``, as does the table.
+
 The annotation CSVs are not among the test fixtures; the tests rebuild them
 in their real format from jukemir's metadata, which embeds every CSV row.
 """
 
 import csv
+import functools
 import hashlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +55,16 @@ import pandas as pd
 
 from ..download import Remote
 from ..errors import DataError
-from .base import write_metadata
-from .remote import RemoteDataset, check_decodable, extract_once, params_schema
+from .base import file_sha256, write_metadata
+from .remote import (
+    RemoteDataset,
+    check_decodable,
+    check_present_is_local,
+    extract_once,
+    params_schema,
+    subset_label,
+    verify_param,
+)
 
 BASE_URL = "http://cvml.unige.ch/databases/emoMusic"
 REMOTES = {
@@ -136,6 +162,16 @@ def song_table(annotations_dir):
     return table
 
 
+#: the tarballs unpacked in the raw directory: registry key -> folder replacing it
+UNPACKED = {"EMOMUSIC_ANNOTATIONS": "annotations", "EMOMUSIC_CLIPS": "clips_45seconds"}
+CSV_NAMES = ("songs_info.csv", "static_annotations.csv")
+
+
+def clip_path(clips, song_id):
+    """A song's mp3 in the clips folder (named by the unpadded song number)."""
+    return Path(clips) / f"{int(song_id)}.mp3"
+
+
 class Emomusic(RemoteDataset):
     """Emomusic arousal/valence regression; see the module docstring."""
 
@@ -143,44 +179,144 @@ class Emomusic(RemoteDataset):
     jukemir_tag = "emomusic"
     task_type = "regression"
     subdir = "emomusic"
-    params_schema = params_schema({})
+    layout_hint = (
+        "Instead of the tarballs, emomusic/ may hold the tarballs unpacked: annotations/ "
+        "(songs_info.csv, static_annotations.csv) and clips_45seconds/ (<n>.mp3); with "
+        "params.verify: present, the clips present are used and the table says it is a subset"
+    )
+    params_schema = params_schema({"verify": verify_param("all 744 clips")})
+
+    def __init__(self, *, name, params=None, data_home=None):
+        super().__init__(name=name, params=params, data_home=data_home)
+        check_present_is_local(self)
 
     def labels(self):
         return list(TARGETS)
 
     def num_clips(self):
-        return sum(SPLIT_SIZES.values())
+        if self.params["verify"] == "strict":
+            return sum(SPLIT_SIZES.values())
+        return len(self._present["table"])
 
-    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
+    def _unpacked(self, out_dir):
+        """``{registry key: folder}`` of the tarballs found unpacked in the raw directory."""
+        raw = self.raw_dir(out_dir)
+        return {k: raw / name for k, name in UNPACKED.items() if (raw / name).is_dir()}
+
+    def _song_table(self, out_dir, unpacked):
+        """``(table, annotations folder, tarball remotes used)`` from the annotation CSVs."""
         out_dir = Path(out_dir)
-        paths = self.fetch(list(REMOTES.values()), out_dir=out_dir)
-        annotations = extract_once(
-            paths["EMOMUSIC_ANNOTATIONS"],
-            out_dir / "extracted" / "annotations",
-            checksum=REMOTES["EMOMUSIC_ANNOTATIONS"].checksum,
-        )
+        if "EMOMUSIC_ANNOTATIONS" in unpacked:
+            annotations, wanted = unpacked["EMOMUSIC_ANNOTATIONS"], []
+        else:
+            wanted = [REMOTES["EMOMUSIC_ANNOTATIONS"]]
+            archive = self.fetch(wanted, out_dir=out_dir)["EMOMUSIC_ANNOTATIONS"]
+            annotations = extract_once(
+                archive,
+                out_dir / "extracted" / "annotations",
+                checksum=REMOTES["EMOMUSIC_ANNOTATIONS"].checksum,
+            )
         table = song_table(annotations)
         counts = table["split"].value_counts().to_dict()
         if counts != SPLIT_SIZES:
-            raise DataError(f"Emomusic annotations give {counts}, expected {SPLIT_SIZES}")
-        clips = extract_once(
-            paths["EMOMUSIC_CLIPS"],
-            out_dir / "extracted" / "clips",
-            checksum=REMOTES["EMOMUSIC_CLIPS"].checksum,
-        )
-        audio = []
-        for song_id in table["song_id"]:
-            path = clips / "clips_45seconds" / f"{int(song_id)}.mp3"
-            if not path.is_file():
-                raise DataError(f"{path}: clip of song {song_id} missing from the clips archive")
-            audio.append(str(path.resolve()))
+            raise DataError(
+                f"Emomusic annotations give {counts}, expected {SPLIT_SIZES}"
+                + (
+                    f" (unpacked under {annotations}: place the complete CSVs from "
+                    "annotations.tar.gz)"
+                    if not wanted
+                    else ""
+                )
+            )
+        return table, annotations, wanted
+
+    @functools.cached_property
+    def _present(self):
+        """verify: present: the annotated songs whose clip is in the unpacked clips folder
+        (read when the workflow is parsed; a tarball of annotations in a scratch folder)."""
+        unpacked = self._unpacked(None)
+        clips = unpacked.get("EMOMUSIC_CLIPS")
+        if clips is None:
+            raw = self.raw_dir(None)
+            raise DataError(
+                f"{raw}: no unpacked clips folder (verify: present reads one); expected "
+                f"{raw / UNPACKED['EMOMUSIC_CLIPS']}/<n>.mp3, the clips tarball unpacked"
+            )
+        with tempfile.TemporaryDirectory(prefix="mirprobe-emomusic-") as scratch:
+            table = self._song_table(scratch, unpacked)[0]
+        found = [clip_path(clips, s).is_file() for s in table["song_id"]]
+        return {
+            "table": table[found],
+            "missing": sorted(table["song_id"][[not f for f in found]]),
+        }
+
+    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
+        out_dir = Path(out_dir)
+        unpacked = self._unpacked(out_dir)
+        table, annotations, wanted = self._song_table(out_dir, unpacked)
+        present = self.params["verify"] == "present"
+        if "EMOMUSIC_CLIPS" in unpacked:
+            clips, layout = unpacked["EMOMUSIC_CLIPS"], "unpacked"
+        else:
+            wanted.append(REMOTES["EMOMUSIC_CLIPS"])
+            archive = self.fetch([REMOTES["EMOMUSIC_CLIPS"]], out_dir=out_dir)["EMOMUSIC_CLIPS"]
+            clips = (
+                extract_once(
+                    archive,
+                    out_dir / "extracted" / "clips",
+                    checksum=REMOTES["EMOMUSIC_CLIPS"].checksum,
+                )
+                / UNPACKED["EMOMUSIC_CLIPS"]
+            )
+            layout = "archive"
+        missing = [s for s in table["song_id"] if not clip_path(clips, s).is_file()]
+        if missing and not present:
+            if layout == "archive":
+                raise DataError(
+                    f"{len(missing)} clips missing from the Emomusic clips archive under "
+                    f"{clips}: songs {missing[:5]}; delete {out_dir / 'extracted'} and "
+                    "prepare again"
+                )
+            advice = (
+                "place the original clips there (from clips_45sec.tar.gz), or set "
+                "params.verify: present to run on the clips present (the table then says it "
+                "is a subset)"
+            )
+            raise DataError(
+                f"{len(missing)} of {len(table)} Emomusic clips not found in {clips}: "
+                f"{[str(clip_path(clips, s)) for s in missing[:5]]}\nWhat to do: {advice}"
+            )
+        if present:
+            if missing != self._present["missing"]:
+                raise DataError(
+                    f"Emomusic clips under {clips} changed since the workflow was parsed; "
+                    "run it again"
+                )
+            for song_id in missing:
+                print(f"absent, left out (verify: present): song {song_id}", flush=True)
+            table = table[~table["song_id"].isin(missing)]
+        audio = [str(clip_path(clips, s).resolve()) for s in table["song_id"]]
         bad_audio = check_decodable(audio, on_bad_audio=on_bad_audio)
         table.insert(1, "audio_path", audio)
         zscore = table.attrs.pop("zscore")
         write_metadata(table, out_dir / "metadata.csv")
+        n_total = sum(SPLIT_SIZES.values())
+        recorded = {}
+        annotations_layout = "unpacked" if "EMOMUSIC_ANNOTATIONS" in unpacked else "archive"
+        if annotations_layout == "unpacked":
+            # no per-file digest is published for the CSVs: theirs go into the record
+            recorded = {
+                str(path): file_sha256(path)
+                for path in (find_csv(annotations, name) for name in CSV_NAMES)
+            }
         return self.provenance(
-            [self.remote(r) for r in REMOTES.values()],
+            [self.remote(r) for r in wanted],
             zscore=zscore,
-            clips_per_split=SPLIT_SIZES,
+            layout={"annotations": annotations_layout, "clips": layout},
+            audio_root=str(clips),
+            digest_recorded=recorded,
+            clips_per_split={s: int((table["split"] == s).sum()) for s in SPLIT_SIZES},
+            subset=subset_label(len(table), n_total) if len(table) < n_total else None,
+            missing_clips=missing,
             bad_audio=bad_audio,
         )

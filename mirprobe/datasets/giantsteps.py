@@ -44,6 +44,17 @@ Raw files
     ``giantsteps-mtg-key-dataset*/`` with ``annotations/``) replaces its zip;
     the sha256 of its file listing is recorded (no digest is published).
 
+Verification (``params.verify``)
+    ``strict`` (default): every song's mp3, and the paper's clip counts.
+    ``present`` (data_home only): the songs whose mp3 is in ``audio/`` (each
+    still md5-checked against its repository's ``md5/`` file; a mismatch is
+    an error naming the file); the rest are listed in the record, which says
+    ``subset (N of 7035 clips)``, as does the table. The annotation
+    repositories must be complete either way. The clip count is read from
+    the mp3 headers when the workflow is parsed; an undecodable song (no
+    duration, and no paper totals to share among a subset) is one clip,
+    which the resample stage excludes with the file's reason.
+
 mirdata's ``giantsteps_key`` (version ``+``) is the 600-track GS+ variant
 with corrected keys, and ``beatport_key`` the MTG set in another layout;
 neither matches the paper's 604-track test set and original keys, so the
@@ -52,7 +63,9 @@ annotations agree with what mirdata's loaders read for the fixture tracks).
 """
 
 import csv
+import functools
 import hashlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +74,16 @@ import pandas as pd
 from ..download import Remote
 from ..errors import DataError
 from .base import write_metadata
-from .remote import RemoteDataset, check_decodable, extract_once, key_label, params_schema
+from .remote import (
+    RemoteDataset,
+    check_decodable,
+    check_present_is_local,
+    extract_once,
+    key_label,
+    params_schema,
+    subset_label,
+    verify_param,
+)
 from .synthetic import KEY_LABELS
 
 MTG_COMMIT = "fd7b8c584f7bd6d720d170c325a6d42c9bf75a6b"
@@ -257,6 +279,25 @@ def _repo_dir(extracted, prefix):
     return matches[0]
 
 
+REPOS = {
+    "GIANTSTEPS_MTG_KEY_ANNOTATIONS": "giantsteps-mtg-key-dataset",
+    "GIANTSTEPS_KEY_ANNOTATIONS": "giantsteps-key-dataset",
+}
+
+
+def song_durations(paths):
+    """``{song_id: seconds}`` from the audio headers; None where soundfile cannot read one."""
+    import soundfile as sf
+
+    durations = {}
+    for song_id, path in paths.items():
+        try:
+            durations[song_id] = sf.info(str(path)).duration
+        except (sf.LibsndfileError, RuntimeError, ValueError):
+            durations[song_id] = None
+    return durations
+
+
 class GiantStepsClips(RemoteDataset):
     """GiantSteps key in 30 s clips; see the module docstring."""
 
@@ -266,15 +307,23 @@ class GiantStepsClips(RemoteDataset):
     subdir = "giantsteps"
     layout_hint = (
         "Instead of the annotation zips, giantsteps/ may hold the repositories unpacked: "
-        "giantsteps-key-dataset*/ and giantsteps-mtg-key-dataset*/ (each with annotations/, md5/)"
+        "giantsteps-key-dataset*/ and giantsteps-mtg-key-dataset*/ (each with annotations/, "
+        "md5/); with params.verify: present, the songs whose mp3 is in audio/ are used (each "
+        "still md5-checked) and the table says it is a subset"
     )
-    params_schema = params_schema({})
+    params_schema = params_schema({"verify": verify_param("all 1,763 songs' audio")})
+
+    def __init__(self, *, name, params=None, data_home=None):
+        super().__init__(name=name, params=params, data_home=data_home)
+        check_present_is_local(self)
 
     def labels(self):
         return list(KEY_LABELS)
 
     def num_clips(self):
-        return sum(CLIPS_PER_SPLIT.values())
+        if self.params["verify"] == "strict":
+            return sum(CLIPS_PER_SPLIT.values())
+        return len(self._present["clips"])
 
     def audio_remotes(self, songs, *, mtg_root, key_root):
         """One Remote per song; the md5 comes from the repository's own md5/ file."""
@@ -283,7 +332,15 @@ class GiantStepsClips(RemoteDataset):
             root = mtg_root if song.source == "mtg" else key_root
             md5_path = Path(root) / "md5" / f"{song.track}.LOFI.md5"
             if not md5_path.is_file():
-                raise DataError(f"{md5_path}: md5 file of track {song.track} not found")
+                repo, commit = (
+                    ("giantsteps-mtg-key-dataset", MTG_COMMIT)
+                    if song.source == "mtg"
+                    else ("giantsteps-key-dataset", KEY_COMMIT)
+                )
+                raise DataError(
+                    f"{md5_path}: md5 file of track {song.track} not found; place the complete "
+                    f"{repo} repository there (commit {commit[:7]}), its md5/ lists every song"
+                )
             prefix = "GIANTSTEPS_MTG_KEY" if song.source == "mtg" else "GIANTSTEPS_KEY"
             remotes.append(
                 Remote(
@@ -295,30 +352,26 @@ class GiantStepsClips(RemoteDataset):
             )
         return remotes
 
-    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
-        import soundfile as sf
-
+    def _songs(self, out_dir):
+        """``(songs, audio remotes, zip remotes used, unpacked repositories)`` from the
+        annotation repositories (unpacked in the raw directory, else the zips extracted)."""
         out_dir = Path(out_dir)
-        repos = {
-            "GIANTSTEPS_MTG_KEY_ANNOTATIONS": "giantsteps-mtg-key-dataset",
-            "GIANTSTEPS_KEY_ANNOTATIONS": "giantsteps-key-dataset",
-        }
         raw = self.raw_dir(out_dir)
         # an unpacked repository in the raw directory replaces its zip
-        roots = {k: unpacked_repo(raw, prefix) for k, prefix in repos.items()}
+        roots = {k: unpacked_repo(raw, prefix) for k, prefix in REPOS.items()}
         wanted = [r for k, r in REMOTES.items() if roots.get(k) is None]
         zips = self.fetch(wanted, out_dir=out_dir)
         unpacked = {}
-        for key, prefix in repos.items():
+        for key, prefix in REPOS.items():
             if roots[key] is not None:
-                unpacked[key] = {"path": str(roots[key]), "sha256": tree_sha256(roots[key])}
+                unpacked[key] = roots[key]
                 continue
             dest = out_dir / "extracted" / key.lower()
             extract_once(zips[key], dest, checksum=REMOTES[key].checksum)
             roots[key] = _repo_dir(dest, prefix)
-        songs = song_table(
-            roots["GIANTSTEPS_MTG_KEY_ANNOTATIONS"], roots["GIANTSTEPS_KEY_ANNOTATIONS"]
-        )
+        mtg_root = roots["GIANTSTEPS_MTG_KEY_ANNOTATIONS"]
+        key_root = roots["GIANTSTEPS_KEY_ANNOTATIONS"]
+        songs = song_table(mtg_root, key_root)
         counts = songs["split"].value_counts().to_dict()
         if counts != SONGS_PER_SPLIT:
             raise DataError(
@@ -330,37 +383,81 @@ class GiantStepsClips(RemoteDataset):
                     else ""
                 )
             )
-        audio = self.audio_remotes(
-            songs,
-            mtg_root=roots["GIANTSTEPS_MTG_KEY_ANNOTATIONS"],
-            key_root=roots["GIANTSTEPS_KEY_ANNOTATIONS"],
-        )
-        paths = self.fetch(audio, out_dir=out_dir)
-        song_paths = {s: paths[r.key] for s, r in zip(songs["song_id"], audio, strict=True)}
-        bad_audio = check_decodable(song_paths.values(), on_bad_audio=on_bad_audio)
-        bad_paths = {entry["path"] for entry in bad_audio}
-        bad_songs = {s for s, p in song_paths.items() if str(p) in bad_paths}
-        durations = {
-            s: None if s in bad_songs else sf.info(str(p)).duration for s, p in song_paths.items()
+        audio = self.audio_remotes(songs, mtg_root=mtg_root, key_root=key_root)
+        return songs, audio, wanted, unpacked
+
+    @functools.cached_property
+    def _present(self):
+        """verify: present: the songs whose mp3 is in data_home and their clips (read when
+        the workflow is parsed; zipped annotations are read in a scratch folder)."""
+        with tempfile.TemporaryDirectory(prefix="mirprobe-giantsteps-") as scratch:
+            songs, audio, _, _ = self._songs(scratch)
+        raw = self.raw_dir(None)
+        paths = {
+            s: raw / r.path
+            for s, r in zip(songs["song_id"], audio, strict=True)
+            if (raw / r.path).is_file()
         }
-        inferred = undecodable_song_clips(songs, durations, bad_songs)
-        table = clip_table(songs, durations, counts=inferred)
+        durations = song_durations(paths)
+        kept = songs[songs["song_id"].isin(paths)]
+        # an undecodable song: one clip, excluded by the resample stage with its reason
+        counts = {s: 1 for s, d in durations.items() if d is None}
+        return {
+            "paths": paths,
+            "missing_songs": sorted(set(songs["song_id"]) - set(paths)),
+            "clips": clip_table(kept, durations, counts=counts),
+        }
+
+    def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
+        out_dir = Path(out_dir)
+        songs, audio, wanted, unpacked = self._songs(out_dir)
+        present = self.params["verify"] == "present"
+        inferred = {}
+        if present:
+            raw = self.raw_dir(None)
+            found = self._present
+            # the mp3s present are verified against their md5 like any raw file
+            self.verify_local([r for r in audio if (raw / r.path).is_file()])
+            song_paths = found["paths"]
+            bad_audio = check_decodable(song_paths.values(), on_bad_audio=on_bad_audio)
+            table = found["clips"].copy()
+            for song_id in found["missing_songs"]:
+                print(f"absent, left out (verify: present): song {song_id}", flush=True)
+        else:
+            paths = self.fetch(audio, out_dir=out_dir)
+            song_paths = {s: paths[r.key] for s, r in zip(songs["song_id"], audio, strict=True)}
+            bad_audio = check_decodable(song_paths.values(), on_bad_audio=on_bad_audio)
+            bad_paths = {entry["path"] for entry in bad_audio}
+            bad_songs = {s for s, p in song_paths.items() if str(p) in bad_paths}
+            durations = song_durations({s: p for s, p in song_paths.items() if s not in bad_songs})
+            durations.update(dict.fromkeys(bad_songs))
+            inferred = undecodable_song_clips(songs, durations, bad_songs)
+            table = clip_table(songs, durations, counts=inferred)
+            counts = table["split"].value_counts().to_dict()
+            if counts != CLIPS_PER_SPLIT:
+                raise DataError(
+                    f"GiantSteps audio gives {counts} clips, the paper has {CLIPS_PER_SPLIT}; "
+                    "song durations differ from the paper's (see song_duration in the table)"
+                )
         table.insert(1, "audio_path", [str(song_paths[s].resolve()) for s in table["song_id"]])
-        counts = table["split"].value_counts().to_dict()
-        if counts != CLIPS_PER_SPLIT:
-            raise DataError(
-                f"GiantSteps audio gives {counts} clips, the paper has {CLIPS_PER_SPLIT}; "
-                "song durations differ from the paper's (see song_duration in the table)"
-            )
         write_metadata(table, out_dir / "metadata.csv")
+        n_total = sum(CLIPS_PER_SPLIT.values())
+        missing_songs = self._present["missing_songs"] if present else []
         return self.provenance(
             [self.remote(r) for r in wanted],
             # no digest is published for an unpacked repository: the sha256 of its listing
-            unpacked_annotations=unpacked,
-            n_audio_files=len(audio),
+            unpacked_annotations={
+                key: {"path": str(root), "sha256": tree_sha256(root)}
+                for key, root in unpacked.items()
+            },
+            n_audio_files=len(song_paths),
             audio_checksums="md5/<id>.LOFI.md5 of each annotation repository",
-            songs_per_split=SONGS_PER_SPLIT,
-            clips_per_split=CLIPS_PER_SPLIT,
+            songs_per_split={s: int((songs["split"] == s).sum()) for s in SONGS_PER_SPLIT},
+            clips_per_split={s: int((table["split"] == s).sum()) for s in CLIPS_PER_SPLIT},
+            subset=subset_label(len(table), n_total) if present else None,
+            missing_songs=missing_songs,
+            # of the paper's 7035 clips, how many this run lacks
+            n_missing_clips=max(n_total - len(table), 0) if present else 0,
             bad_audio=bad_audio,
             # clips of undecodable songs, counted from the paper's totals (all excluded)
             inferred_clip_counts=inferred,

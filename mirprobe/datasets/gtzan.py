@@ -49,15 +49,17 @@ from pathlib import Path
 import pandas as pd
 
 from ..download import Remote, file_checksum
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .base import SPLITS, write_metadata
 from .remote import (
     RemoteDataset,
     check_decodable,
+    check_present_is_local,
     extract_once,
     mirdata_dataset,
     params_schema,
     subset_label,
+    verify_param,
 )
 
 GENRES = "blues classical country disco hiphop jazz metal pop reggae rock".split()
@@ -142,12 +144,7 @@ LAYOUTS = (
     ("genres_original", "Data/genres_original"),  # the widely shared copy (Kaggle)
 )
 AUDIO_SUFFIXES = (".wav", ".au")
-VERIFY_PARAM = {
-    "description": "strict: all 930 clips, verified; present: the verified clips present "
-    "(data_home only), labelled a subset",
-    "enum": ["strict", "present"],
-    "default": "strict",
-}
+VERIFY_PARAM = verify_param("all 930 clips")
 
 
 def find_layout(raw):
@@ -193,11 +190,7 @@ class GtzanFaultFiltered(RemoteDataset):
 
     def __init__(self, *, name, params=None, data_home=None):
         super().__init__(name=name, params=params, data_home=data_home)
-        if self.params["verify"] == "present" and self.data_home is None:
-            raise ConfigError(
-                f"dataset {self.name!r} (gtzan_ff): verify: present runs on the files of a "
-                "local copy; set data_home to the folder holding gtzan/"
-            )
+        check_present_is_local(self)
 
     @classmethod
     def jukemir_uid(cls, clip_id):

@@ -40,9 +40,17 @@ from pathlib import Path
 import pandas as pd
 
 from ..download import Remote
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .base import write_metadata
-from .remote import RemoteDataset, check_decodable, extract_once, params_schema, subset_label
+from .remote import (
+    RemoteDataset,
+    check_decodable,
+    check_present_is_local,
+    extract_once,
+    params_schema,
+    subset_label,
+    verify_param,
+)
 
 BASE_URL = "http://mi.soi.city.ac.uk/datasets/magnatagatune"
 REMOTES = {
@@ -183,22 +191,13 @@ class MagnaTagATune(RemoteDataset):
     )
     params_schema = params_schema(
         {
-            "verify": {
-                "description": "strict: all 25,860 clips; present: the clips whose mp3 is in "
-                "an unpacked tree in data_home, labelled a subset",
-                "enum": ["strict", "present"],
-                "default": "strict",
-            }
+            "verify": verify_param("all 25,860 clips"),
         }
     )
 
     def __init__(self, *, name, params=None, data_home=None):
         super().__init__(name=name, params=params, data_home=data_home)
-        if self.params["verify"] == "present" and self.data_home is None:
-            raise ConfigError(
-                f"dataset {self.name!r} (magnatagatune): verify: present runs on the files "
-                "of a local copy; set data_home to the folder holding magnatagatune/"
-            )
+        check_present_is_local(self)
 
     def labels(self):
         return list(TOP50_TAGS)
@@ -243,7 +242,9 @@ class MagnaTagATune(RemoteDataset):
             layout = "archive"
         else:
             layout = "unpacked"
-        audio = [str((tree / p).resolve()) for p in table["mp3_path"]]
+        # the tree resolved once, not each of its 25,860 paths (realpath per file is slow)
+        root = tree.resolve()
+        audio = [str(root / p) for p in table["mp3_path"]]
         missing = [a for a in audio if not Path(a).is_file()]
         present = self.params["verify"] == "present"
         if missing and not present:

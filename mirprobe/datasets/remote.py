@@ -391,6 +391,25 @@ def mirdata_report(loader):
     return report
 
 
+def verify_param(what):
+    """The ``verify`` param of a paper dataset; ``what`` says what ``strict`` needs."""
+    return {
+        "description": f"strict: {what}, verified; present: the verified clips present "
+        "(data_home only), labelled a subset",
+        "enum": ["strict", "present"],
+        "default": "strict",
+    }
+
+
+def check_present_is_local(dataset):
+    """ConfigError when ``verify: present`` is asked for without a local copy."""
+    if dataset.params.get("verify") == "present" and dataset.data_home is None:
+        raise ConfigError(
+            f"dataset {dataset.name!r} ({dataset.kind}): verify: present runs on the files of "
+            f"a local copy; set data_home to the folder holding {dataset.subdir}/"
+        )
+
+
 def subset_label(n_clips, n_total):
     """How a run on part of a dataset is labelled in its prepare record, provenance and table."""
     return f"subset ({n_clips} of {n_total} clips)"
