@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from stage_inputs import LINEAR_PROBE_CONFIG, write_feature_shard
 
 from mirprobe.errors import ConfigError, DataError, ModelError
 from mirprobe.metrics import ENSEMBLE_STRATEGIES, TagExclusionWarning, compute_metrics
@@ -63,6 +64,17 @@ def split(X, y, *, n_train, n_valid):
         X[n_train + n_valid :],
         y[n_train + n_valid :],
     )
+
+
+def _train(X_train, y_train, X_valid, y_valid, **overrides):
+    """``train_probe`` on a multiclass task of labels a-d (what ``overrides`` leave)."""
+    kwargs = {
+        "task_type": "multiclass",
+        "config": small_config(max_steps=8),
+        "labels": list("abcd"),
+    }
+    kwargs.update(overrides)
+    return train_probe(X_train, y_train, X_valid, y_valid, **kwargs)
 
 
 # -- configs ------------------------------------------------------------------
@@ -205,15 +217,7 @@ def test_adam_uses_coupled_weight_decay(monkeypatch):
 def test_separable_multiclass_is_learned_far_above_chance():
     X, y = separable_multiclass(n=1400)
     X_train, y_train, X_valid, y_valid, X_test, y_test = split(X, y, n_train=800, n_valid=200)
-    probe = train_probe(
-        X_train,
-        y_train,
-        X_valid,
-        y_valid,
-        task_type="multiclass",
-        config=small_config(),
-        labels=list("abcd"),
-    )
+    probe = _train(X_train, y_train, X_valid, y_valid, config=small_config())
     assert isinstance(probe, FittedProbe)
     assert probe.evaluate(X_test, y_test)["accuracy"] > 0.85  # chance is about 0.25
     np.testing.assert_allclose(probe.scaler_mean, X_train.astype(np.float64).mean(axis=0))
@@ -308,9 +312,15 @@ def key_dataset(*, n_songs, clips_per_song, noise, seed):
     return X.astype(np.float32), y, groups
 
 
-def test_key_probe_chooses_an_ensemble_on_validation():
-    X_train, y_train, _ = key_dataset(n_songs=150, clips_per_song=4, noise=1.5, seed=0)
-    X_valid, y_valid, groups_valid = key_dataset(n_songs=60, clips_per_song=4, noise=1.5, seed=1)
+def key_probe(*, n_train, n_valid, clips_per_song, noise):
+    """A key probe trained on ``n_train`` songs of :func:`key_dataset`, early-stopped on
+    ``n_valid`` others; with the validation features, keys and songs."""
+    X_train, y_train, _ = key_dataset(
+        n_songs=n_train, clips_per_song=clips_per_song, noise=noise, seed=0
+    )
+    X_valid, y_valid, groups = key_dataset(
+        n_songs=n_valid, clips_per_song=clips_per_song, noise=noise, seed=1
+    )
     probe = train_probe(
         X_train,
         y_train,
@@ -319,7 +329,14 @@ def test_key_probe_chooses_an_ensemble_on_validation():
         task_type="key",
         config=small_config(),
         labels=KEYS,
-        valid_groups=groups_valid,
+        valid_groups=groups,
+    )
+    return probe, X_valid, y_valid, groups
+
+
+def test_key_probe_chooses_an_ensemble_on_validation():
+    probe, X_valid, y_valid, groups_valid = key_probe(
+        n_train=150, n_valid=60, clips_per_song=4, noise=1.5
     )
     assert probe.ensemble in ENSEMBLE_STRATEGIES
     scores = probe.predict_scores(X_valid)
@@ -345,18 +362,7 @@ def test_key_probe_chooses_an_ensemble_on_validation():
 
 
 def test_key_ensemble_ties_go_to_vote():
-    X_train, y_train, _ = key_dataset(n_songs=100, clips_per_song=3, noise=0.1, seed=0)
-    X_valid, y_valid, groups = key_dataset(n_songs=30, clips_per_song=3, noise=0.1, seed=1)
-    probe = train_probe(
-        X_train,
-        y_train,
-        X_valid,
-        y_valid,
-        task_type="key",
-        config=small_config(),
-        labels=KEYS,
-        valid_groups=groups,
-    )
+    probe, *_ = key_probe(n_train=100, n_valid=30, clips_per_song=3, noise=0.1)
     assert probe.record.valid_metrics["weighted_score"] == 1.0
     assert probe.ensemble == "vote"
 
@@ -389,14 +395,8 @@ def test_early_stopping_restores_the_best_state():
 
 def test_max_steps_caps_training():
     X, y = separable_multiclass(n=300)
-    probe = train_probe(
-        X[:200],
-        y[:200],
-        X[200:],
-        y[200:],
-        task_type="multiclass",
-        config=small_config(max_steps=20, patience=100),
-        labels=list("abcd"),
+    probe = _train(
+        X[:200], y[:200], X[200:], y[200:], config=small_config(max_steps=20, patience=100)
     )
     assert probe.record.stopped_by == "max_steps"
     assert probe.record.n_steps == 20
@@ -433,14 +433,8 @@ def test_training_is_deterministic_and_leaves_the_global_rng_alone():
 
 def test_unstandardized_probe_keeps_identity_scaler():
     X, y = separable_multiclass(n=300)
-    probe = train_probe(
-        X[:200],
-        y[:200],
-        X[200:],
-        y[200:],
-        task_type="multiclass",
-        config=small_config(standardize=False, max_steps=16),
-        labels=list("abcd"),
+    probe = _train(
+        X[:200], y[:200], X[200:], y[200:], config=small_config(standardize=False, max_steps=16)
     )
     np.testing.assert_array_equal(probe.scaler_mean, np.zeros(16))
     np.testing.assert_array_equal(probe.scaler_scale, np.ones(16))
@@ -571,16 +565,6 @@ def test_load_errors_name_the_file(tmp_path):
 # -- input validation ---------------------------------------------------------
 
 
-def _train(X_train, y_train, X_valid, y_valid, **overrides):
-    kwargs = {
-        "task_type": "multiclass",
-        "config": small_config(max_steps=8),
-        "labels": list("abcd"),
-    }
-    kwargs.update(overrides)
-    return train_probe(X_train, y_train, X_valid, y_valid, **kwargs)
-
-
 def test_non_finite_features_name_the_split_and_row_count():
     X, y = separable_multiclass(n=100)
     X_valid = X[50:].copy()
@@ -651,21 +635,6 @@ def test_importing_configs_and_metrics_does_not_import_torch():
 
 
 # -- the train / evaluate stages on every task type ------------------------------
-#: one linear probe, as the workflow's probe config gives it to the stages
-STAGE_PROBE_CONFIG = {
-    "grid": {
-        "standardize": [True],
-        "batch_size": [16],
-        "hidden_sizes": [[]],
-        "learning_rate": [0.01],
-        "l2": [0.0],
-        "dropout": [0.0],
-    },
-    "eval_every": 8,
-    "patience": 4,
-    "max_steps": 200,
-    "trainer": "serial",
-}
 
 
 def _stage_inputs(tmp_path, task_type):
@@ -678,7 +647,7 @@ def _stage_inputs(tmp_path, task_type):
         "multilabel": ["x", "y", "z"],
         "regression": ["arousal", "valence"],
     }[task_type]
-    rows, features = [], []
+    clips, features = [], []
     for i in range(60):
         split = "train" if i < 30 else "valid" if i < 45 else "test"
         k = i % 3
@@ -696,41 +665,19 @@ def _stage_inputs(tmp_path, task_type):
             x[:3] = 0.0
             x[(i // 2) % 3] += 3.0
             label = labels[(i // 2) % 3]
-        rows.append(
-            {
-                "clip_id": f"c{i:03d}",
-                "audio_path": f"c{i:03d}.wav",
-                "offset": 0.0,
-                "duration": "",
-                "split": split,
-                "label": label,
-                "song_id": song,
-            }
-        )
+        clips.append({"clip_id": f"c{i:03d}", "split": split, "label": label, "song_id": song})
         features.append(x)
-    # what the feature shard carries of the dataset (see mirprobe.features)
-    dataset = {
-        "prepare": {"task_type": task_type, "labels": labels, "n_clips": len(rows)},
-        "resample": [{"stage": "resample", "wall_s": 0.0, "shard": 0}],
-        "clips": [
-            {"row": i, **{k: r[k] for k in ("clip_id", "split", "label", "song_id")}}
-            for i, r in enumerate(rows)
-        ],
-        "excluded_at_resampling": [],
-    }
-    np.savez(
+    return write_feature_shard(
         tmp_path / "features.npz",
-        clip_ids=np.array([r["clip_id"] for r in rows]),
-        profile=np.array("{}"),
-        excluded=np.array("[]"),
-        dataset=np.array(json.dumps(dataset)),
-        **{
-            "layer:x": np.stack(features),
+        task_type=task_type,
+        labels=labels,
+        clips=clips,
+        layers={
+            "x": np.stack(features),
             # a layer without the signal, for the layer choice on validation
-            "layer:noise": rng.standard_normal((len(rows), 8)).astype(np.float32),
+            "noise": rng.standard_normal((len(clips), 8)).astype(np.float32),
         },
     )
-    return {"feature_paths": [tmp_path / "features.npz"], "layer": "x", "device": "cpu"}
 
 
 @pytest.mark.parametrize("task_type", ["multiclass", "key", "multilabel", "regression"])
@@ -740,7 +687,7 @@ def test_train_and_evaluate_stages_run_every_task_type(tmp_path, task_type):
     from mirprobe.stages import evaluate_probe, train_probe
 
     inputs = _stage_inputs(tmp_path, task_type)
-    probe_config = STAGE_PROBE_CONFIG
+    probe_config = LINEAR_PROBE_CONFIG
     trained = train_probe(
         **inputs,
         probe_config=probe_config,
@@ -764,7 +711,7 @@ def test_one_table_holds_all_four_task_types(tmp_path):
     validation scores choose."""
     from mirprobe.stages import assemble_table, cell_provenance, evaluate_probe, train_probe
 
-    probe_config = STAGE_PROBE_CONFIG
+    probe_config = LINEAR_PROBE_CONFIG
     tasks = ["multiclass", "key", "multilabel", "regression"]
     provenance = []
     for task in tasks:

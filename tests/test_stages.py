@@ -10,24 +10,10 @@ import mir_eval
 import numpy as np
 import pandas as pd
 import pytest
+from stage_inputs import LINEAR_PROBE_CONFIG, write_feature_shard
 
 from mirprobe.errors import DataError
 
-#: one linear probe, as the workflow's probe config gives it to the stages
-PROBE_CONFIG = {
-    "grid": {
-        "standardize": [True],
-        "batch_size": [16],
-        "hidden_sizes": [[]],
-        "learning_rate": [0.01],
-        "l2": [0.0],
-        "dropout": [0.0],
-    },
-    "eval_every": 8,
-    "patience": 4,
-    "max_steps": 200,
-    "trainer": "serial",
-}
 #: key labels deliberately not in sorted order, so an encoding that sorted them would
 #: mislabel every prediction the metrics decode
 KEYS = ["G major", "C major", "A minor"]
@@ -69,37 +55,17 @@ def write_stage_inputs(tmp_path, *, task_type, labels, clips, excluded=()):
     ).to_csv(shard / "manifest.tsv", sep="\t", index=False)
     (shard / "stage.json").write_text(json.dumps({"stage": "resample", "wall_s": 0.0}))
     embedded = [c for c in clips if c["clip_id"] not in excluded]
-    # what the feature shard carries of the dataset (see mirprobe.features): the
-    # probe stages read features only
-    dataset = {
-        "prepare": {"task_type": task_type, "labels": labels, "n_clips": len(rows)},
-        "resample": [{"stage": "resample", "wall_s": 0.0, "shard": 0}],
-        "clips": [
-            {"row": i, **{k: r[k] for k in ("clip_id", "split", "label", "song_id")}}
-            for i, r in enumerate(rows)
-        ],
-        "excluded_at_resampling": [
-            {"clip_id": r["clip_id"], "source": r["audio_path"], "reason": "unreadable"}
-            for r in rows
-            if r["clip_id"] in excluded
-        ],
-    }
-    np.savez(
+    return write_feature_shard(
         tmp_path / "features.npz",
-        clip_ids=np.array([c["clip_id"] for c in embedded]),
-        profile=np.array("{}"),
-        excluded=np.array("[]"),
-        dataset=np.array(json.dumps(dataset)),
-        **{"layer:x": np.stack([c["x"] for c in embedded]).astype(np.float32)},
+        task_type=task_type,
+        labels=labels,
+        clips=clips,
+        layers={"x": np.stack([c["x"] for c in embedded]).astype(np.float32)},
+        excluded=excluded,
     )
-    return {
-        "feature_paths": [tmp_path / "features.npz"],
-        "layer": "x",
-        "device": "cpu",
-    }
 
 
-def run_stages(tmp_path, inputs, probe_config=PROBE_CONFIG):
+def run_stages(tmp_path, inputs, probe_config=LINEAR_PROBE_CONFIG):
     from mirprobe.stages import evaluate_probe, train_probe
 
     trained = train_probe(
@@ -357,7 +323,7 @@ def test_a_clip_without_features_that_was_not_excluded_stops_the_stage(tmp_path)
     with pytest.raises(DataError, match=r"1 clips have no features and were not excluded.*c070"):
         train_probe(
             **inputs,
-            probe_config=PROBE_CONFIG,
+            probe_config=LINEAR_PROBE_CONFIG,
             seed=0,
             probe_path=tmp_path / "probe.pt",
             record_path=tmp_path / "train.json",

@@ -8,7 +8,7 @@ the package is named by ``class: some_package.module:Name`` or by its name in th
 :data:`ENTRY_POINT_GROUP` entry-point group (see :mod:`mirprobe.plugins`).
 """
 
-from ..plugins import load_class
+from ..plugins import Registry
 
 #: config ``kind`` -> "module:Class"; adding a dataset is one file and one line
 DATASET_CLASSES = {
@@ -23,21 +23,15 @@ DATASET_CLASSES = {
 
 #: entry-point group in which installed distributions declare datasets
 ENTRY_POINT_GROUP = "mirprobe.datasets"
-
-
-def get_dataset_class(kind, *, where=None):
-    """The dataset class ``kind`` refers to: a built-in kind, an installed entry
-    point's name or ``module:Class``; ``where`` is the config key naming it."""
-    from .base import Dataset
-
-    return load_class(
-        kind,
-        registry=DATASET_CLASSES,
-        group=ENTRY_POINT_GROUP,
-        base=Dataset,
-        what="dataset kind",
-        where=where,
-    )
+DATASETS = Registry(
+    DATASET_CLASSES,
+    group=ENTRY_POINT_GROUP,
+    base="mirprobe.datasets.base:Dataset",
+    what="dataset kind",
+)
+#: the dataset class a kind refers to: a built-in kind, an installed entry point's
+#: name or ``module:Class`` (``where``: the config key naming it)
+get_dataset_class = DATASETS.get
 
 
 def build_dataset(name, dataset_config, *, data_home=None):

@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from ..plugins import Pluggable
 
 METADATA_COLUMNS = [
     "clip_id",
@@ -51,7 +52,7 @@ SPLITS = ("train", "valid", "test")
 TASK_TYPES = ("multiclass", "key", "multilabel", "regression")
 
 
-class Dataset:
+class Dataset(Pluggable):
     """Base class: one subclass per dataset, registered in ``__init__.py``.
 
     Subclasses set the class attributes and implement :meth:`prepare`.
@@ -79,18 +80,6 @@ class Dataset:
         self.name = name
         self.params = dict(params or {})
         self.data_home = None if data_home is None else Path(data_home)
-
-    @classmethod
-    def provenance_packages(cls):
-        """The distributions whose versions its prepare job records: ``packages`` and,
-        for a plug-in, the distribution that installed it (when one did)."""
-        from ..plugins import distribution_of, is_plugin_module
-
-        extra = ()
-        if is_plugin_module(cls.__module__):
-            dist, _ = distribution_of(cls.__module__)
-            extra = () if dist is None else (dist,)
-        return tuple(dict.fromkeys((*cls.packages, *extra)))
 
     @classmethod
     def check_description(cls, *, where):

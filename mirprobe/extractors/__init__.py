@@ -12,7 +12,7 @@ it in the :data:`ENTRY_POINT_GROUP` entry-point group (see
 :mod:`mirprobe.plugins`).
 """
 
-from ..plugins import load_class
+from ..plugins import Registry
 
 EXTRACTOR_CLASSES = {
     "chroma": "mirprobe.extractors.handcrafted:Chroma",
@@ -32,21 +32,15 @@ EXTRACTOR_CLASSES = {
 
 #: entry-point group in which installed distributions declare extractors
 ENTRY_POINT_GROUP = "mirprobe.extractors"
-
-
-def get_extractor_class(name, *, where=None):
-    """The extractor class ``name`` refers to: a built-in name, an installed entry
-    point's name or ``module:Class``; ``where`` is the config key naming it."""
-    from .base import Extractor
-
-    return load_class(
-        name,
-        registry=EXTRACTOR_CLASSES,
-        group=ENTRY_POINT_GROUP,
-        base=Extractor,
-        what="extractor",
-        where=where,
-    )
+EXTRACTORS = Registry(
+    EXTRACTOR_CLASSES,
+    group=ENTRY_POINT_GROUP,
+    base="mirprobe.extractors.base:Extractor",
+    what="extractor",
+)
+#: the extractor class a name refers to: a built-in name, an installed entry point's
+#: name or ``module:Class`` (``where``: the config key naming it)
+get_extractor_class = EXTRACTORS.get
 
 
 def build_extractor(representation_config):

@@ -49,9 +49,10 @@ the Snakefile reads them while parsing.
 """
 
 from ..errors import ConfigError, DataError
+from ..plugins import Pluggable
 
 
-class Extractor:
+class Extractor(Pluggable):
     #: config ``extractor`` name
     name = None
     #: environment file of its jobs: a name in envs/ or an absolute path (see module docstring)
@@ -84,18 +85,6 @@ class Extractor:
     def sample_rate_for(cls, params):
         """The sample rate (Hz) the model expects under ``params``."""
         return cls.sample_rate
-
-    @classmethod
-    def provenance_packages(cls):
-        """The distributions whose versions its jobs record: ``packages`` and, for a
-        plug-in, the distribution that installed it (when one did)."""
-        from ..plugins import distribution_of, is_plugin_module
-
-        extra = ()
-        if is_plugin_module(cls.__module__):
-            dist, _ = distribution_of(cls.__module__)
-            extra = () if dist is None else (dist,)
-        return tuple(dict.fromkeys((*cls.packages, *extra)))
 
     @classmethod
     def check_description(cls, params, *, where):

@@ -63,7 +63,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .base import Extractor, mono_float32
-from .torch_weights import WEIGHTS_PARAMS, check_weights_params
+from .torch_weights import WEIGHTS_PARAMS, build_with_weights, check_fits, check_weights_params
 
 SAMPLE_RATE = 12000
 N_FFT = 512
@@ -89,8 +89,6 @@ DEFAULT_WEIGHTS = {
     "a3e105d0c4c529c512cc197ad8770ff1cc52aa32/compact_cnn/weights_tensorflow.hdf5",
     "sha256": "42e791b8c1b41ffe82c74d0501d8216eaee94d0b727b44de39ccc83ef810aed3",
 }
-
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def jukemir_batches(names, *, batch_size=JUKEMIR_BATCH, seed=JUKEMIR_SEED):
@@ -256,19 +254,13 @@ def keras_hdf5_state_dict(path, *, name="choi"):
             handle.visititems(keep)
     except OSError as error:
         raise ModelError(f"{name} weights {path}: not a readable HDF5 file ({error})") from error
-    missing = sorted(set(expected) - set(arrays))
-    unexpected = sorted(set(arrays) - set(expected))
-    bad_shapes = [
-        f"{key}: {arrays[key].shape} != {shape}"
-        for key, (_, shape) in expected.items()
-        if key in arrays and arrays[key].shape != shape
-    ]
-    if missing or unexpected or bad_shapes:
-        raise ModelError(
-            f"{name} weights {path}: not Choi et al.'s TensorFlow-order convnet "
-            f"(compact_cnn/weights_tensorflow.hdf5); missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, shape mismatches {bad_shapes[:5]}"
-        )
+    check_fits(
+        {key: shape for key, (_, shape) in expected.items()},
+        arrays,
+        name=name,
+        path=path,
+        what="not Choi et al.'s TensorFlow-order convnet (compact_cnn/weights_tensorflow.hdf5)",
+    )
     state = {}
     for key, (target, _) in expected.items():
         array = np.asarray(arrays[key], dtype=np.float32)
@@ -372,27 +364,12 @@ class Choi(Extractor):
         }
 
     def load(self, *, device="cpu", dtype=None):
-        import torch
-
-        from .torch_weights import load_checkpoint, load_into, resolve_weights
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.params["seed"])
-            model = build_choi_convnet()
-        if not self.params["random_weights"]:
-            path = resolve_weights(
-                name=self.name,
-                weights=self.params["weights"],
-                sha256=self.params["sha256"],
-                cache_dir=self.params["cache_dir"],
-            )
-            with open(path, "rb") as handle:
-                is_hdf5 = handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
-            if is_hdf5:
-                state = keras_hdf5_state_dict(path, name=self.name)
-            else:
-                state = load_checkpoint(path, name=self.name)
-            load_into(model, state, name=self.name, path=path)
+        model = build_with_weights(
+            name=self.name,
+            params=self.params,
+            build=build_choi_convnet,
+            read_hdf5=lambda path, _: keras_hdf5_state_dict(path, name=self.name),
+        )
         self.device = str(device)
         self.model = model.eval().to(self.device)
         return self

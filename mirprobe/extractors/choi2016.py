@@ -61,7 +61,14 @@ import numpy as np
 
 from ..errors import ModelError
 from .base import Extractor, mono_float32
-from .torch_weights import WEIGHTS_PARAMS, check_weights_params, resolve_weights
+from .convnet_layers import LayersByModel, pooled_layers
+from .torch_weights import (
+    WEIGHTS_PARAMS,
+    build_with_weights,
+    check_fits,
+    check_weights_params,
+    with_published,
+)
 
 SAMPLE_RATE = 12000
 N_FFT = 512
@@ -115,7 +122,6 @@ LAYERS = {
     "crnn": ("layer1", "layer2", "layer3", "layer4", "gru", "tags"),
 }
 DEFAULT_LAYER = {"cnn": "layer5", "crnn": "gru"}
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def center_window(y):
@@ -246,31 +252,31 @@ def keras_hdf5_state_dict(path, model, *, name="choi2016"):
     import torch
 
     frames = N_FRAMES + (2 * CRNN_PAD if model == "crnn" else 0)
-    # (layer, weight) -> (state-dict key, shape); Keras 1 names weights <layer>_<weight>
+    # "layer/weight" -> (state-dict key, shape); Keras 1 names weights <layer>_<weight>
     expected = {}
     for weight in ("gamma", "beta", "running_mean", "running_std"):
-        expected[("bn_0_freq", weight)] = (f"bn_0_freq.{weight}", (frames,))
+        expected[f"bn_0_freq/{weight}"] = (f"bn_0_freq.{weight}", (frames,))
     channels = [1] + [maps for maps, _ in BLOCKS[model]]
     for i in range(len(BLOCKS[model])):
         # Keras 1 kernels are (maps, channels, rows, cols), torch's layout; the
         # TensorFlow-order file correlates, as Conv2d does
-        expected[(f"conv{i + 1}", "W")] = (
+        expected[f"conv{i + 1}/W"] = (
             f"convs.{i}.weight",
             (channels[i + 1], channels[i], 3, 3),
         )
-        expected[(f"conv{i + 1}", "b")] = (f"convs.{i}.bias", (channels[i + 1],))
+        expected[f"conv{i + 1}/b"] = (f"convs.{i}.bias", (channels[i + 1],))
         for weight in ("gamma", "beta", "running_mean", "running_std"):
-            expected[(f"bn{i + 1}", weight)] = (f"bns.{i}.{weight}", (channels[i + 1],))
+            expected[f"bn{i + 1}/{weight}"] = (f"bns.{i}.{weight}", (channels[i + 1],))
     head_in = channels[-1]
     if model == "crnn":
         head_in = GRU_UNITS
         for layer, n_in in (("gru1", channels[-1]), ("gru2", GRU_UNITS)):
             for gate in "zrh":
-                expected[(layer, f"W_{gate}")] = (f"{layer}.W_{gate}", (n_in, GRU_UNITS))
-                expected[(layer, f"U_{gate}")] = (f"{layer}.U_{gate}", (GRU_UNITS, GRU_UNITS))
-                expected[(layer, f"b_{gate}")] = (f"{layer}.b_{gate}", (GRU_UNITS,))
-    expected[("output", "W")] = ("output.weight", (head_in, len(TAGS)))
-    expected[("output", "b")] = ("output.bias", (len(TAGS),))
+                expected[f"{layer}/W_{gate}"] = (f"{layer}.W_{gate}", (n_in, GRU_UNITS))
+                expected[f"{layer}/U_{gate}"] = (f"{layer}.U_{gate}", (GRU_UNITS, GRU_UNITS))
+                expected[f"{layer}/b_{gate}"] = (f"{layer}.b_{gate}", (GRU_UNITS,))
+    expected["output/W"] = ("output.weight", (head_in, len(TAGS)))
+    expected["output/b"] = ("output.bias", (len(TAGS),))
     try:
         with h5py.File(path, "r") as handle:
             arrays = {}
@@ -279,24 +285,19 @@ def keras_hdf5_state_dict(path, model, *, name="choi2016"):
                     # "<layer>_<weight>:0", or "<layer>_<weight>_1:0" in the CRNN file
                     weight = key.split(":")[0][len(layer) + 1 :]
                     weight = weight[:-2] if weight.endswith("_1") else weight
-                    arrays[(layer, weight)] = np.asarray(dataset[()], dtype=np.float32)
+                    arrays[f"{layer}/{weight}"] = np.asarray(dataset[()], dtype=np.float32)
     except (OSError, KeyError, AttributeError) as error:
         raise ModelError(
             f"{name} weights {path}: not a readable Keras HDF5 file ({error})"
         ) from error
-    missing = sorted("/".join(k) for k in set(expected) - set(arrays))
-    unexpected = sorted("/".join(k) for k in set(arrays) - set(expected))
-    bad_shapes = [
-        f"{'/'.join(key)}: {arrays[key].shape} != {shape}"
-        for key, (_, shape) in expected.items()
-        if key in arrays and arrays[key].shape != shape
-    ]
-    if missing or unexpected or bad_shapes:
-        raise ModelError(
-            f"{name} weights {path}: not the {model} of music-auto_tagging-keras at 90b2940 "
-            f"(music_tagger_{model}_weights_tensorflow.h5); missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, shape mismatches {bad_shapes[:5]}"
-        )
+    check_fits(
+        {key: shape for key, (_, shape) in expected.items()},
+        arrays,
+        name=name,
+        path=path,
+        what=f"not the {model} of music-auto_tagging-keras at 90b2940 "
+        f"(music_tagger_{model}_weights_tensorflow.h5)",
+    )
     state = {}
     for key, (target, _) in expected.items():
         array = arrays[key].T if target == "output.weight" else arrays[key]
@@ -304,20 +305,7 @@ def keras_hdf5_state_dict(path, model, *, name="choi2016"):
     return state
 
 
-def pool_map(x):
-    """``(B, C, F, T)`` -> ``(B, 2C)`` [mean, max] over positions; ``(B, C)`` for one
-    position or a vector."""
-    import torch
-
-    if x.ndim == 2:
-        return x
-    flat = x.flatten(2)
-    if flat.shape[2] == 1:
-        return flat[:, :, 0]
-    return torch.cat([flat.mean(dim=2), flat.amax(dim=2)], dim=1)
-
-
-class Choi2016Tagger(Extractor):
+class Choi2016Tagger(LayersByModel, Extractor):
     """Choi et al. 2016's MusicTaggerCNN or MusicTaggerCRNN (see the module docstring)."""
 
     name = "choi2016"
@@ -327,6 +315,8 @@ class Choi2016Tagger(Extractor):
     min_input_samples = N_FFT
     wants_gpu = True
     default_layers = (DEFAULT_LAYER["cnn"],)
+    model_layers = LAYERS
+    model_default_layer = DEFAULT_LAYER
     params_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -360,67 +350,42 @@ class Choi2016Tagger(Extractor):
 
     def __init__(self, *, params=None):
         super().__init__(params=params)
-        self.size = None
-        if self.params["weights"] is None and not self.params["random_weights"]:
-            url, sha256, self.size = PRETRAINED[self.params["model"]]
-            self.params = {**self.params, "weights": url, "sha256": sha256}
+        self.params, self.size = with_published(self.params, PRETRAINED, self.params["model"])
         check_weights_params(self.name, self.params)
         self.model = None
-
-    @classmethod
-    def available_layers(cls, params):
-        return LAYERS[params.get("model", "cnn")]
-
-    @classmethod
-    def default_layers_for(cls, params):
-        return (DEFAULT_LAYER[params.get("model", "cnn")],)
 
     @property
     def tags(self):
         return TAGS
 
     def load(self, *, device="cpu", dtype=None):
-        import torch
-
-        from .torch_weights import load_checkpoint, load_into
-
         model = self.params["model"]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.params["seed"])
-            net = build_network(model)
-        if not self.params["random_weights"]:
-            path = resolve_weights(
-                name=self.name,
-                weights=self.params["weights"],
-                sha256=self.params["sha256"],
-                cache_dir=self.params["cache_dir"],
-                size=self.size,
-            )
-            with open(path, "rb") as handle:
-                is_hdf5 = handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
-            if is_hdf5:
-                state = keras_hdf5_state_dict(path, model, name=self.name)
-                state |= {k: v for k, v in net.state_dict().items() if k in ("window", "mel")}
-            else:
-                state = load_checkpoint(path, name=self.name)
-            load_into(net, state, name=self.name, path=path)
+
+        def read_hdf5(path, net):
+            # the file holds no front end: the network's own window and mel matrix
+            state = keras_hdf5_state_dict(path, model, name=self.name)
+            return state | {k: v for k, v in net.state_dict().items() if k in ("window", "mel")}
+
+        net = build_with_weights(
+            name=self.name,
+            params=self.params,
+            build=lambda: build_network(model),
+            size=self.size,
+            read_hdf5=read_hdf5,
+        )
         self.device = str(device)
         self.model = net.eval().to(self.device)
         return self
 
     def embed(self, batch, *, layers=None):
-        import torch
-
         layers = self.check_layers(layers or self.default_layers_for(self.params))
         if self.model is None:
             self.load(device=self.device)
-        windows = np.stack([center_window(y) for y in batch])
-        parts = {layer: [] for layer in layers}
-        step = self.params["batch_clips"]
-        with torch.inference_mode():
-            for start in range(0, len(windows), step):
-                audio = torch.from_numpy(windows[start : start + step]).to(self.device)
-                outputs = self.model(audio, standardize=self.params["standardize"])
-                for layer in layers:
-                    parts[layer].append(pool_map(outputs[layer]).float().cpu().numpy())
-        return {layer: np.concatenate(parts[layer]).astype(np.float32) for layer in layers}
+        return pooled_layers(
+            self.model,
+            np.stack([center_window(y) for y in batch]),
+            layers=layers,
+            step=self.params["batch_clips"],
+            device=self.device,
+            standardize=self.params["standardize"],
+        )

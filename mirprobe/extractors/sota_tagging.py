@@ -50,7 +50,13 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import Extractor, mono_float32
-from .torch_weights import WEIGHTS_PARAMS, build_with_weights, check_weights_params
+from .convnet_layers import LayersByModel, pooled_layers
+from .torch_weights import (
+    WEIGHTS_PARAMS,
+    build_with_weights,
+    check_weights_params,
+    with_published,
+)
 
 SAMPLE_RATE = 16000
 INPUT_SECONDS = {"fcn": 29, "crnn": 29, "musicnn": 3}
@@ -149,20 +155,7 @@ LAYERS = {
 DEFAULT_LAYER = {"fcn": "layer5", "crnn": "gru", "musicnn": "pooled"}
 
 
-def pool_map(x):
-    """``(B, C, ...)`` -> ``(B, 2C)`` [mean, max] over the positions, or ``(B, C)`` when
-    there is one position (or the output is already a vector)."""
-    import torch
-
-    if x.ndim == 2:
-        return x
-    flat = x.flatten(2)
-    if flat.shape[2] == 1:
-        return flat[:, :, 0]
-    return torch.cat([flat.mean(dim=2), flat.amax(dim=2)], dim=1)
-
-
-class SotaTagger(Extractor):
+class SotaTagger(LayersByModel, Extractor):
     """Won et al. 2020's FCN, CRNN or MusiCNN tagger (see the module docstring)."""
 
     name = "sota_tagger"
@@ -172,6 +165,8 @@ class SotaTagger(Extractor):
     wants_gpu = True
     #: those of the default model (fcn); default_layers_for gives each model's
     default_layers = (DEFAULT_LAYER["fcn"],)
+    model_layers = LAYERS
+    model_default_layer = DEFAULT_LAYER
     params_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -218,26 +213,16 @@ class SotaTagger(Extractor):
     def __init__(self, *, params=None):
         super().__init__(params=params)
         key = (self.params["dataset"], self.params["model"])
-        self.size = None
-        if self.params["weights"] is None and not self.params["random_weights"]:
-            if key not in PRETRAINED:
-                raise ConfigError(
-                    f"extractor {self.name!r}: no published {key[1]} checkpoint trained on "
-                    f"{key[0]} is known; give params weights and sha256, set random_weights, "
-                    f"or pick one of (dataset, model) {sorted(PRETRAINED)}"
-                )
-            url, sha256, self.size = PRETRAINED[key]
-            self.params = {**self.params, "weights": url, "sha256": sha256}
+        wants_published = self.params["weights"] is None and not self.params["random_weights"]
+        if wants_published and key not in PRETRAINED:
+            raise ConfigError(
+                f"extractor {self.name!r}: no published {key[1]} checkpoint trained on "
+                f"{key[0]} is known; give params weights and sha256, set random_weights, "
+                f"or pick one of (dataset, model) {sorted(PRETRAINED)}"
+            )
+        self.params, self.size = with_published(self.params, PRETRAINED, key)
         check_weights_params(self.name, self.params)
         self.model = None
-
-    @classmethod
-    def available_layers(cls, params):
-        return LAYERS[params.get("model", "fcn")]
-
-    @classmethod
-    def default_layers_for(cls, params):
-        return (DEFAULT_LAYER[params.get("model", "fcn")],)
 
     @property
     def tags(self):
@@ -274,25 +259,20 @@ class SotaTagger(Extractor):
         return np.stack([y[i * hop : i * hop + length] for i in range(n)])
 
     def embed(self, batch, *, layers=None):
-        import torch
-
         layers = self.check_layers(layers or self.default_layers_for(self.params))
         if self.model is None:
             self.load(device=self.device)
         per_clip = [self.windows(y) for y in batch]
-        stacked = np.concatenate(per_clip)
-        parts = {layer: [] for layer in layers}
-        step = self.params["chunk_batch"]
-        with torch.inference_mode():
-            for start in range(0, len(stacked), step):
-                x = torch.from_numpy(stacked[start : start + step]).to(self.device)
-                outputs = self.model(x)
-                for layer in layers:
-                    parts[layer].append(pool_map(outputs[layer]).float().cpu().numpy())
+        pooled = pooled_layers(
+            self.model,
+            np.concatenate(per_clip),
+            layers=layers,
+            step=self.params["chunk_batch"],
+            device=self.device,
+        )
         bounds = np.cumsum([0] + [len(w) for w in per_clip])
         out = {}
-        for layer in layers:
-            features = np.concatenate(parts[layer])
+        for layer, features in pooled.items():
             out[layer] = np.stack(
                 [features[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
             ).astype(np.float32)

@@ -21,9 +21,12 @@ looked for, in this order (:func:`resolve_weights`):
    ``<digest>.json`` naming the URL and file name.
 
 The file is read with ``torch.load(..., weights_only=True)`` (tensors and
-plain containers only; no code runs from a checkpoint). Every failure is a
-:class:`~mirprobe.errors.ModelError` naming the file, or, when nothing was
-found, the digest and every place searched.
+plain containers only; no code runs from a checkpoint) or, for an extractor
+that reads Keras HDF5 files too, by its own reader when the file starts with
+the HDF5 signature (:func:`build_with_weights`). Either way the state is mapped
+strictly (:func:`check_fits`: every key used, none missing, every shape
+checked). Every failure is a :class:`~mirprobe.errors.ModelError` naming the
+file, or, when nothing was found, the digest and every place searched.
 """
 
 import contextlib
@@ -39,6 +42,8 @@ DEFAULT_CACHE = "~/.cache/mirprobe/weights"
 #: folders (os.pathsep-separated) searched for checkpoints by digest
 WEIGHTS_DIR_ENV = "MIRPROBE_WEIGHTS_DIR"
 INDEX_NAME = "weights_dir_index.json"
+#: the first bytes of every HDF5 file (Keras checkpoints)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 #: the run's configured weights folders (the config's ``weights_dir``)
 _configured_dirs = contextvars.ContextVar("mirprobe_weights_dirs", default=())
@@ -73,6 +78,16 @@ WEIGHTS_PARAMS = {
         "description": "Seed of the random initialisation (random_weights only).",
     },
 }
+
+
+def with_published(params, published, key):
+    """``(params, size)``: where ``params`` name no ``weights`` (and not
+    ``random_weights``), ``params`` with the URL and sha256 of ``published[key]``
+    (``(url, sha256, size in bytes)``) filled in, and that size; else ``params`` and None."""
+    if params["weights"] is not None or params["random_weights"]:
+        return params, None
+    url, sha256, size = published[key]
+    return {**params, "weights": url, "sha256": sha256}, size
 
 
 def check_weights_params(name, params):
@@ -242,31 +257,45 @@ def load_checkpoint(path, *, name):
         ) from error
 
 
-def load_into(module, state_dict, *, name, path):
-    """``module.load_state_dict(strict=True)``, with missing/unexpected keys named."""
-    missing, unexpected = [], []
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
+def check_fits(shapes, found, *, name, path, what):
+    """ModelError unless ``found`` (``{key: array}``) holds exactly the keys of
+    ``shapes`` (``{key: shape tuple}``), each of its shape; the message names the
+    file, ``what`` it is not, and the first few keys missing, unexpected or misshapen."""
+    missing = sorted(set(shapes) - set(found))
+    unexpected = sorted(set(found) - set(shapes))
     bad_shapes = [
-        f"{k}: {tuple(state_dict[k].shape)} != {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+        f"{k}: {tuple(found[k].shape)} != {shape}"
+        for k, shape in shapes.items()
+        if k in found and tuple(found[k].shape) != shape
     ]
     if missing or unexpected or bad_shapes:
         raise ModelError(
-            f"{name} weights {path}: does not fit the architecture; missing {missing[:5]}, "
+            f"{name} weights {path}: {what}; missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, shape mismatches {bad_shapes[:5]}"
         )
+
+
+def load_into(module, state_dict, *, name, path):
+    """``module.load_state_dict(strict=True)``, with missing/unexpected keys named."""
+    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    check_fits(shapes, state_dict, name=name, path=path, what="does not fit the architecture")
     module.load_state_dict(state_dict, strict=True)
     return module
 
 
-def build_with_weights(*, name, params, build, to_state_dict=None, size=None):
+def is_hdf5(path):
+    """Whether the file at ``path`` starts with the HDF5 signature."""
+    with open(path, "rb") as handle:
+        return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+
+
+def build_with_weights(*, name, params, build, to_state_dict=None, size=None, read_hdf5=None):
     """``build()`` seeded with ``params["seed"]``; unless ``params["random_weights"]``,
     the checksum-verified checkpoint ``params["weights"]`` is loaded into it
-    (``to_state_dict`` maps a checkpoint's layout to the module's keys; ``size``, its
-    size in bytes where published, spares reading other files of the weights folders)."""
+    (``to_state_dict`` maps a torch checkpoint's layout to the module's keys; ``size``,
+    its size in bytes where published, spares reading other files of the weights
+    folders). With ``read_hdf5``, an HDF5 file is read by ``read_hdf5(path, model)``
+    into the module's state dict instead of by ``torch.load``."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
@@ -280,8 +309,11 @@ def build_with_weights(*, name, params, build, to_state_dict=None, size=None):
             cache_dir=params["cache_dir"],
             size=size,
         )
-        state = load_checkpoint(path, name=name)
-        if to_state_dict is not None:
-            state = to_state_dict(state)
+        if read_hdf5 is not None and is_hdf5(path):
+            state = read_hdf5(path, model)
+        else:
+            state = load_checkpoint(path, name=name)
+            if to_state_dict is not None:
+                state = to_state_dict(state)
         load_into(model, state, name=name, path=path)
     return model
