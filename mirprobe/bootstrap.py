@@ -59,8 +59,11 @@ def bootstrap_distribution(predictions, metrics, *, resamples, seed, rescore_all
 
     A metric that is a ratio of sums over units (:func:`unit_values`) is scored
     once per unit and its resamples are sums of those values over each draw, the
-    same numbers as rescoring each resample; the others (R², ROC-AUC, AP) are
-    rescored on each resample, as all are with ``rescore_all``.
+    same numbers as rescoring each resample. R² and ROC-AUC / AP
+    (:func:`_vectorised_distribution`) are computed for all resamples at once
+    from each clip's multiplicity in each draw, the same numbers to float
+    rounding; anything else is rescored on each resample, as all are with
+    ``rescore_all``.
     """
     units = _units(predictions)
     draws = resample_draws(len(units), resamples=resamples, seed=seed)
@@ -73,10 +76,129 @@ def bootstrap_distribution(predictions, metrics, *, resamples, seed, rescore_all
                 values[m] = numerator[draws].mean(axis=1)
             else:
                 values[m] = numerator[draws].sum(axis=1) / denominator[draws].sum(axis=1)
+    if not rescore_all:
+        values.update(_vectorised_distribution(predictions, metrics, draws=draws))
     rescored = [m for m in metrics if m not in values]
     if rescored:
         values.update(_rescored_distribution(predictions, rescored, units=units, draws=draws))
     return {m: values[m] for m in metrics}
+
+
+def _vectorised_distribution(predictions, metrics, *, draws):
+    """``{metric: array (resamples,)}`` of the metrics of ``metrics`` that have a
+    vectorised form: R² of a regression cell, ROC-AUC and AP of a multilabel one
+    (units are clips for both). Others are left out (rescored by the caller)."""
+    p = predictions
+    if p.task_type == "regression":
+        wanted = [m for m in metrics if m.startswith("r2_")]
+        return _r2_distribution(p.target, p.scores, p.labels, wanted, draws=draws) if wanted else {}
+    if p.task_type == "multilabel":
+        wanted = [m for m in metrics if m in RANKED_METRICS]
+        return _ranked_distribution(p.target, p.scores, wanted, draws=draws) if wanted else {}
+    return {}
+
+
+CHUNK_ELEMENTS = 1 << 22
+"""Resample x clip (x output) elements held at once by the vectorised paths."""
+
+
+def _chunks(n_resamples, per_resample):
+    step = max(1, CHUNK_ELEMENTS // max(1, per_resample))
+    return [slice(start, start + step) for start in range(0, n_resamples, step)]
+
+
+def _r2_distribution(target, scores, labels, metrics, *, draws):
+    """``r2_<label>`` and ``r2_mean`` of every resample, as
+    ``sklearn.metrics.r2_score`` gives them (a constant target scores 1 if
+    predicted exactly, else 0)."""
+    y = np.asarray(target, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.ndim == 1:
+        y, s = y[:, None], s[:, None]
+    if draws.shape[1] < 2:
+        raise DataError(f"R² needs at least 2 examples, got {draws.shape[1]}")
+    r2 = np.empty((len(draws), y.shape[1]))
+    for rows in _chunks(len(draws), draws.shape[1] * y.shape[1]):
+        yt, ys = y[draws[rows]], s[draws[rows]]  # (chunk, n, outputs)
+        residual = ((yt - ys) ** 2).sum(axis=1)
+        total = ((yt - yt.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2[rows] = np.where(total > 0, 1 - residual / total, np.where(residual == 0, 1.0, 0.0))
+    out = {f"r2_{label}": r2[:, i] for i, label in enumerate(labels)}
+    out["r2_mean"] = r2.mean(axis=1)
+    return {m: out[m] for m in metrics if m in out}
+
+
+RANKED_METRICS = ("roc_auc_macro", "ap_macro", "roc_auc_micro", "ap_micro")
+
+
+def _multiplicities(draws, n):
+    """``(resamples, n)`` counts of each clip in each draw."""
+    flat = (draws + n * np.arange(len(draws))[:, None]).ravel()
+    return np.bincount(flat, minlength=len(draws) * n).reshape(len(draws), n)
+
+
+def _weighted_ranked(scores, positive, weights):
+    """ROC-AUC and AP of one ranking for every row of ``weights`` (each row: how
+    many times each item counts). An item drawn k times is k tied copies, so
+    both are scikit-learn's on the repeated items: the Mann-Whitney statistic
+    (ties count half) and the sum over distinct thresholds of recall gained
+    times precision. Returns ``(auc, ap, n_pos, n_neg)`` per row."""
+    order = np.argsort(-scores, kind="stable")
+    ordered = scores[order]
+    # tie blocks of equal scores, in descending order
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    hit = positive[order]
+    w = weights[:, order].astype(np.float64)
+    pos = np.add.reduceat(w * hit, starts, axis=1)  # (rows, blocks)
+    neg = np.add.reduceat(w * ~hit, starts, axis=1)
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    n_pos, n_neg = tp[:, -1], fp[:, -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = n_neg[:, None] - fp + 0.5 * neg  # negatives ranked under (ties: half)
+        auc = (pos * below).sum(axis=1) / (n_pos * n_neg)
+        precision = np.where(pos > 0, tp / (tp + fp), 0.0)
+        ap = (pos * precision).sum(axis=1) / n_pos
+    return auc, ap, n_pos, n_neg
+
+
+def _ranked_distribution(target, scores, metrics, *, draws):
+    """Macro and micro ROC-AUC / AP of every resample (``multilabel_metrics``:
+    a macro mean skips the tags with no positive or no negative in the resample;
+    a metric with nothing to score is nan)."""
+    positive = np.asarray(target).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n, c = positive.shape
+    out = {m: np.empty(len(draws)) for m in metrics}
+    macro = [m for m in metrics if m.endswith("_macro")]
+    micro = [m for m in metrics if m.endswith("_micro")]
+    for rows in _chunks(len(draws), n * (c if micro else 1)):
+        weights = _multiplicities(draws[rows], n)
+        if macro:
+            auc = np.empty((len(weights), c))
+            ap = np.empty((len(weights), c))
+            scorable = np.empty((len(weights), c), dtype=bool)
+            for tag in range(c):
+                a, b, n_pos, n_neg = _weighted_ranked(s[:, tag], positive[:, tag], weights)
+                auc[:, tag], ap[:, tag] = a, b
+                scorable[:, tag] = (n_pos > 0) & (n_neg > 0)
+            kept = scorable.sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                means = {
+                    "roc_auc_macro": np.where(scorable, auc, 0).sum(axis=1) / kept,
+                    "ap_macro": np.where(scorable, ap, 0).sum(axis=1) / kept,
+                }
+            for m in macro:
+                out[m][rows] = np.where(kept > 0, means[m], np.nan)
+        if micro:
+            a, b, n_pos, n_neg = _weighted_ranked(
+                s.ravel(), positive.ravel(), np.repeat(weights, c, axis=1)
+            )
+            defined = (n_pos > 0) & (n_neg > 0)
+            for m, v in (("roc_auc_micro", a), ("ap_micro", b)):
+                if m in micro:
+                    out[m][rows] = np.where(defined, v, np.nan)
+    return out
 
 
 def _rescored_distribution(predictions, metrics, *, units, draws):
@@ -144,9 +266,7 @@ def paired_difference(a, b, metrics, *, resamples, confidence, seed):
 def _row_key(name, row_keys):
     """A configured comparison side, ``representation`` or ``representation/layer``,
     as the row key it names (``(representation, layer)``)."""
-    matches = [k for k in row_keys if "/".join(k) == name] or [
-        k for k in row_keys if k[0] == name
-    ]
+    matches = [k for k in row_keys if "/".join(k) == name] or [k for k in row_keys if k[0] == name]
     if len(matches) != 1:
         raise DataError(
             f"table.comparisons: {name!r} names no single table row; "

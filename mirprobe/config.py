@@ -241,11 +241,27 @@ def check_titles(config):
 
 
 def check_published(config):
-    """ConfigError unless every published value names a dataset and one of its table columns."""
+    """ConfigError unless every published value names a dataset and one of its table
+    columns, and a ``row`` names a representation (or representation/layer)."""
     from .datasets import build_dataset
     from .tables import table_metrics
 
     for index, row in enumerate(config.get("published") or []):
+        name = row.get("row")
+        if name is not None:
+            rep, _, layer = name.partition("/")
+            if rep not in config["representations"] or (
+                layer and layer not in representation_layers(config, rep)
+            ):
+                rows = [
+                    f"{r}/{at}"
+                    for r in config["representations"]
+                    for at in representation_layers(config, r)
+                ]
+                raise ConfigError(
+                    f"published[{index}].row: {name!r} names no computed row; choose a "
+                    f"representation ({sorted(config['representations'])}) or one of {rows}"
+                )
         for dataset, values in row["values"].items():
             where = f"published[{index}].values.{dataset}"
             if dataset not in config["datasets"]:

@@ -101,11 +101,50 @@ def layer_figure(records, path, *, title):
     return layers, valid, test, chosen
 
 
+def selected_curve(record):
+    """``(steps, scores, best_step, stopped_by)`` of one cell's provenance record:
+    the selected probe's validation primary score at every evaluation, the step
+    whose weights were kept (early stopping restores them) and why training
+    stopped."""
+    probe = record["selected_probe"]
+    if not probe.get("curve"):
+        raise DataError(
+            f"the provenance record of {record['cell']['task']} / {record['cell']['row']} "
+            "holds no validation curve (made before curves were recorded); remake it: "
+            "snakemake --forcerun train_probe"
+        )
+    steps = [int(step) for step, _ in probe["curve"]]
+    scores = [float(score) for _, score in probe["curve"]]
+    if probe["best_step"] not in steps:
+        raise DataError(f"best step {probe['best_step']} is not an evaluation of the curve")
+    return steps, scores, int(probe["best_step"]), probe.get("stopped_by")
+
+
+def curve_figure(record, path, *, title):
+    """The selected probe's validation curve (primary score against training
+    step), the kept step marked; returns what :func:`selected_curve` gives."""
+    steps, scores, best_step, stopped_by = selected_curve(record)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, 100 * np.array(scores), marker=".", label="validation")
+    best = 100 * scores[steps.index(best_step)]
+    ax.axvline(best_step, color="grey", linestyle="--", label=f"kept: step {best_step}")
+    ax.plot([best_step], [best], marker="*", markersize=12, color="tab:red", linestyle="")
+    ax.set_xlabel("training step" + (f" (stopped by {stopped_by})" if stopped_by else ""))
+    ax.set_ylabel("validation primary metric (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    plt.close(fig)
+    return steps, scores, best_step, stopped_by
+
+
 def report_figures(*, provenance_paths, task_titles, out_dir):
-    """Every figure of the report into ``out_dir``: a confusion matrix per
-    multiclass or key cell (``confusion--<task>--<rep>--<layer>.png``) and a
-    per-layer curve per multi-layer representation and task
-    (``layers--<task>--<rep>.png``). Each provenance record names its cell and
+    """Every figure of the report into ``out_dir``: per cell, the selected
+    probe's validation curve (``curve--<task>--<rep>--<layer>.png``) and, for a
+    multiclass or key cell, a confusion matrix
+    (``confusion--<task>--<rep>--<layer>.png``); per multi-layer representation
+    and task, a per-layer curve (``layers--<task>--<rep>.png``). Each provenance record names its cell and
     row title; ``task_titles`` maps a dataset to its column title. Returns the
     names written."""
     import json
@@ -127,6 +166,10 @@ def report_figures(*, provenance_paths, task_titles, out_dir):
         if not named:
             raise DataError(f"{path}: names no per-clip predictions file")
         predictions = read_predictions(named["path"])
+        name = f"curve--{task}--{rep}--{layer}.png"
+        title = f"{cell['row']} on {task_titles.get(task, task)}: selected probe"
+        curve_figure(record, out_dir / name, title=title)
+        written.append(name)
         if task_type_of(predictions.task_type).has_classes:
             name = f"confusion--{task}--{rep}--{layer}.png"
             title = f"{cell['row']} on {task_titles.get(task, task)}"
@@ -138,3 +181,19 @@ def report_figures(*, provenance_paths, task_titles, out_dir):
             layer_figure(records, out_dir / name, title=f"{rep} on {task_titles.get(task, task)}")
             written.append(name)
     return written
+
+
+def report_published(*, provenance_paths, published, task_titles, md_path, csv_path):
+    """The report's table of differences to the ``published:`` rows that name a
+    computed row (:mod:`mirprobe.published`), from the cells' provenance records."""
+    import json
+
+    from .published import published_differences, write_differences
+
+    records = []
+    for path in provenance_paths:
+        with open(path) as handle:
+            records.append(json.load(handle))
+    differences = published_differences(records, published, task_titles=task_titles)
+    write_differences(differences, md_path=md_path, csv_path=csv_path)
+    return differences

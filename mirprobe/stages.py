@@ -289,6 +289,10 @@ def train_probe(
             "steps": best.get("steps"),
             "valid_metrics": best["valid_metrics"],
             "ensemble": getattr(result.best, "ensemble", None),
+            # the whole validation curve, for the report's figure (issue 12)
+            "curve": result.best.record.to_dict()["curve"],
+            "stopped_by": best["stopped_by"],
+            "n_steps": best["n_steps"],
         },
         ranking=ranking,
         grid=result.records,

@@ -46,7 +46,14 @@ rule table:
             report(path, caption="../report/table.rst", category="Results")
             for path in table_outputs()
         ],
-        # confusion matrices and per-layer curves, made here rather than by a rule
+        # differences of computed rows to the published rows naming them (row:)
+        published=report(
+            "results/published_delta.md",
+            caption="../report/published.rst",
+            category="Results",
+        ),
+        published_csv="results/published_delta.csv",
+        # validation curves, confusion matrices and per-layer curves, made here rather than by a rule
         # of their own: the rule graph stays the pipeline (no edges for figures)
         figures=report(
             directory("results/figures"),

@@ -12,7 +12,7 @@ from mirprobe.claims import claim_job
 # this job alone may write its outputs; it stops when its snakemake run is gone
 claim_job(snakemake)
 
-from mirprobe.plots import report_figures
+from mirprobe.plots import report_figures, report_published
 from mirprobe.stages import assemble_table
 
 assemble_table(
@@ -24,10 +24,18 @@ assemble_table(
     representation_labels=snakemake.params.labels,
     uncertainty=snakemake.params.uncertainty,
 )
+task_titles = {
+    name: entry.get("label") or name for name, entry in snakemake.params.datasets.items()
+}
 report_figures(
     provenance_paths=snakemake.input.provenance,
-    task_titles={
-        name: entry.get("label") or name for name, entry in snakemake.params.datasets.items()
-    },
+    task_titles=task_titles,
     out_dir=snakemake.output.figures,
+)
+report_published(
+    provenance_paths=snakemake.input.provenance,
+    published=snakemake.params.published,
+    task_titles=task_titles,
+    md_path=snakemake.output.published,
+    csv_path=snakemake.output.published_csv,
 )

@@ -1,13 +1,20 @@
-"""The bootstrap's per-unit path (metrics scored once per clip or song, then
-summed over each resample's draws) gives the very numbers of rescoring every
-resample with ``cell_metrics``, on random cells of every task type."""
+"""The bootstrap's fast paths give the numbers of rescoring every resample with
+``cell_metrics``, on random cells of every task type: the per-unit path
+(metrics scored once per clip or song, then summed over each resample's draws)
+the very same numbers, the vectorised one (R², ROC-AUC, AP from each clip's
+multiplicity in each draw) the same to 1e-9."""
 
 import numpy as np
 import pytest
 
-from mirprobe.bootstrap import bootstrap_distribution, unit_values
+from mirprobe.bootstrap import (
+    _vectorised_distribution,
+    bootstrap_distribution,
+    resample_draws,
+    unit_values,
+)
 from mirprobe.metrics import ENSEMBLE_STRATEGIES
-from mirprobe.predictions import read_predictions, write_predictions
+from mirprobe.predictions import cell_metrics, read_predictions, write_predictions
 from mirprobe.task_types import task_type_of
 
 KEYS = ["C major", "G major", "A minor", "E minor", "F major", "D minor"]
@@ -32,7 +39,8 @@ def _cell(tmp_path, task_type, rng, *, ensemble="mean_prob"):
             target = rng.integers(0, 3, size=n)
         elif task_type == "multilabel":
             labels = ["t0", "t1", "t2", "t3"]
-            target = (rng.random((n, 4)) < 0.4).astype(int)
+            # t3 is rare: some resamples hold none of it (the macro means skip it)
+            target = (rng.random((n, 4)) < [0.4, 0.5, 0.3, 0.04]).astype(int)
         else:
             labels = ["arousal", "valence"]
             target = rng.normal(size=(n, 2))
@@ -60,9 +68,10 @@ def _cell(tmp_path, task_type, rng, *, ensemble="mean_prob"):
 CASES = [
     ("multiclass", None, ["accuracy"]),
     *[("key", e, ["weighted_score", "accuracy", "clip_accuracy"]) for e in ENSEMBLE_STRATEGIES],
-    ("multilabel", None, ["roc_auc_macro", "ap_macro"]),
-    ("regression", None, ["r2_mean", "r2_arousal"]),
+    ("multilabel", None, ["roc_auc_macro", "ap_macro", "roc_auc_micro", "ap_micro"]),
+    ("regression", None, ["r2_mean", "r2_arousal", "r2_valence"]),
 ]
+VECTORISED = {"multilabel": set(CASES[-2][2]), "regression": set(CASES[-1][2])}
 
 
 @pytest.mark.parametrize(("task_type", "ensemble", "metrics"), CASES)
@@ -73,7 +82,37 @@ def test_the_per_unit_path_equals_rescoring_each_resample(tmp_path, task_type, e
         fast = bootstrap_distribution(p, metrics, resamples=60, seed=case)
         slow = bootstrap_distribution(p, metrics, resamples=60, seed=case, rescore_all=True)
         for m in metrics:
-            np.testing.assert_array_equal(fast[m], slow[m], err_msg=f"{task_type} {m}")
+            if task_type in VECTORISED:
+                np.testing.assert_allclose(
+                    fast[m], slow[m], rtol=0, atol=1e-9, err_msg=f"{task_type} {m}"
+                )
+            else:
+                np.testing.assert_array_equal(fast[m], slow[m], err_msg=f"{task_type} {m}")
+
+
+@pytest.mark.parametrize("task_type", ["multiclass", "key", "multilabel", "regression"])
+def test_the_metrics_each_task_type_computes_vectorised(tmp_path, task_type):
+    p = _cell(tmp_path, task_type, np.random.default_rng(2))
+    metrics = [m for _, _, ms in CASES for m in ms]
+    draws = resample_draws(len(p.clip_id), resamples=7, seed=0)
+    values = _vectorised_distribution(p, metrics, draws=draws)
+    assert set(values) == VECTORISED.get(task_type, set())
+    assert all(v.shape == (7,) for v in values.values())
+
+
+def test_the_vectorised_ranked_metrics_skip_a_tag_with_no_positive(tmp_path):
+    # a resample of the rare tag's negatives only: the macro means skip the tag, as
+    # multilabel_metrics does (and the micro metrics are nan only with no positive at all)
+    rng = np.random.default_rng(3)
+    p = _cell(tmp_path, "multilabel", rng)
+    rare = np.flatnonzero(p.target[:, 3] == 0)
+    draws = rng.choice(rare, size=(20, len(p.clip_id)))
+    metrics = ["roc_auc_macro", "ap_macro", "roc_auc_micro"]
+    fast = _vectorised_distribution(p, metrics, draws=draws)
+    with pytest.warns(UserWarning):
+        slow = [cell_metrics(p, draw) for draw in draws]
+    for m in metrics:
+        np.testing.assert_allclose(fast[m], [r[m] for r in slow], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize(

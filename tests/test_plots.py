@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="matplotlib (requirements.txt) is not installed")
 
 from mirprobe.errors import DataError  # noqa: E402
-from mirprobe.plots import confusion, confusion_figure, layer_figure  # noqa: E402
+from mirprobe.plots import confusion, confusion_figure, curve_figure, layer_figure  # noqa: E402
 from mirprobe.predictions import read_predictions, write_predictions  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -70,3 +70,29 @@ def test_the_layer_curve_marks_the_layer_chosen_on_validation(tmp_path):
     assert (tmp_path / "layers.png").read_bytes()[:8] == PNG
     with pytest.raises(DataError, match="two layers"):
         layer_figure(records[:1], tmp_path / "one.png", title="T")
+
+
+def _cell_record(curve, best_step, stopped_by="patience"):
+    return {
+        "cell": {"task": "synth_key", "row": "Chroma", "layer": "stats"},
+        "selected_probe": {"curve": curve, "best_step": best_step, "stopped_by": stopped_by},
+    }
+
+
+def test_the_selected_probes_curve_marks_the_kept_step(tmp_path):
+    curve = [[0, 0.1], [8, 0.4], [16, 0.55], [24, 0.5], [32, 0.52]]
+    record = _cell_record(curve, 16)
+    steps, scores, best, stopped_by = curve_figure(record, tmp_path / "curve.png", title="T")
+    assert steps == [0, 8, 16, 24, 32] and scores == [0.1, 0.4, 0.55, 0.5, 0.52]
+    assert (best, stopped_by) == (16, "patience")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == PNG
+
+
+def test_a_record_without_a_curve_or_with_a_foreign_best_step_is_an_error(tmp_path):
+    record = _cell_record([], 0)
+    del record["selected_probe"]["curve"]
+    with pytest.raises(DataError, match="synth_key / Chroma holds no validation curve"):
+        curve_figure(record, tmp_path / "a.png", title="T")
+    with pytest.raises(DataError, match="best step 12"):
+        curve_figure(_cell_record([[0, 0.1], [8, 0.2]], 12), tmp_path / "b.png", title="T")
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()

@@ -167,11 +167,19 @@ def train_grid_batched(
         key = (config.batch_size, config.seed, config.hidden_sizes, config.eval_every)
         groups.setdefault(key, []).append(index)
 
+    import sys
+
+    from tqdm import tqdm
+
     task = _Task(data, device=torch_device)
     probes = [None] * len(configs)
+    # configs done (as each stops), rate and ETA in the job's log (stderr goes
+    # there), as the serial grid reports them
+    progress = tqdm(total=len(configs), desc="probe grid (batched)", unit="config", file=sys.stderr)
     with (
         torch.random.fork_rng(devices=fork_devices(torch_device)),
         deterministic_algorithms(),
+        progress,
     ):
         for indices in groups.values():
             trained = _train_group(
@@ -180,6 +188,7 @@ def train_grid_batched(
                 scaled=scaled,
                 device=torch_device,
                 fused=fused,
+                progress=progress,
             )
             for index, probe in zip(indices, trained, strict=True):
                 probes[index] = probe
@@ -201,9 +210,11 @@ def train_grid_batched(
 # -- one group ----------------------------------------------------------------
 
 
-def _train_group(configs, *, task, scaled, device, fused):
-    """Train configs sharing (batch_size, seed, hidden_sizes, eval_every); return probes."""
+def _train_group(configs, *, task, scaled, device, fused, progress=None):
+    """Train configs sharing (batch_size, seed, hidden_sizes, eval_every); return probes.
+    ``progress`` (a tqdm bar) advances by one as each config stops."""
     start = time.perf_counter()
+    counted = 0
     first = configs[0]
     n_features = task.n_features
     n_train = task.n_train
@@ -293,6 +304,11 @@ def _train_group(configs, *, task, scaled, device, fused):
                 finished=finished,
             )
         packs = [pack for pack in packs if pack.k]
+        if progress is not None:
+            done = len(configs) - finished.count(None)
+            if done > counted:
+                progress.update(done - counted)
+                counted = done
         if not packs:
             break
 
