@@ -26,4 +26,7 @@ cell_provenance(
     train_record_path=snakemake.input.train,
     test_record_path=snakemake.input.test,
     out_path=snakemake.output[0],
+    # present only where probe.seeds is set
+    seeds_record_path=snakemake.input.seeds[0] if snakemake.input.seeds else None,
+    config_files=snakemake.params.config_files,
 )
