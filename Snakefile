@@ -23,7 +23,7 @@ if not workflow.overwrite_configfiles:
 check_config_files(workflow.configfiles)
 # the files (and --config values) this run's config came from, for provenance
 CONFIG_SOURCES = config_sources(
-    workflow.configfiles, overrides=workflow.config_settings.overwrite_config
+    workflow.configfiles, overrides=workflow.config_settings.config
 )
 
 

@@ -4,10 +4,13 @@ Each workflow stage writes a small JSON *stage record* beside its output
 (:func:`stage_record`: wall time, host, device, Python and package versions).
 :func:`build_cell_record` gathers, for one table cell (task x representation x
 layer), the records of every stage behind it together with the code (git
-commit and dirty flag), the configuration (its sha256 and seed), the data
-(metadata and audio checksums), the clips used and excluded (with reasons),
-the selected probe configuration and its validation and test metrics. The
-record is written to ``results/provenance/<task>/<representation>/<layer>.json``.
+commit and dirty flag), the configuration (its sha256 and seed, and the files
+it was read from, each by path and sha256), the data (metadata and audio
+checksums), the clips used and excluded (with reasons), the selected probe
+configuration and its validation and test metrics, and, with ``probe.seeds``,
+the test metrics of that configuration retrained with each seed. The record is
+written to ``results/provenance/<task>/<representation>/<layer>.json``; what
+each digest covers is :data:`mirprobe.lookup.DIGESTS` (``--help``).
 
 Command line::
 

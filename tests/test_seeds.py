@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import requires_fluidsynth
 from mirprobe.errors import ConfigError, DataError
 
 LABELS = ["c", "a", "b"]
@@ -444,3 +445,69 @@ def test_seeds_default_to_none_and_are_recorded_as_integers():
     # the grid's settings are the same with or without seeds
     assert training_settings(resolved) == training_settings(config["probe"])
     assert "seeds" not in training_settings(resolved)
+
+
+# -- the workflow -------------------------------------------------------------------------
+
+
+@pytest.mark.workflow
+@requires_fluidsynth
+def test_adding_seeds_to_a_finished_run_retrains_only_the_selected_probes(finished_run, tmp_path):
+    """The real snakemake CLI on a copy of the shared run: listing probe.seeds plans no
+    grid training or evaluation again, and the table gains the seeds' columns."""
+    import re
+    import shutil
+
+    import yaml
+
+    from conftest import run
+
+    workdir = tmp_path / "run"
+    # copy2 keeps the files' times, so Snakemake sees the copy as up to date
+    shutil.copytree(finished_run, workdir, symlinks=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["probe"]["seeds"] = [0, 1]
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    planned = run(workdir, "--dry-run").stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", planned.split("Job stats:")[1], flags=re.M))
+    assert jobs == {"retrain_seeds": "2", "provenance": "2", "table": "1", "all": "1"}, planned
+
+    run(workdir)
+    results = workdir / "results"
+    with open(results / "table.csv") as handle:
+        rows = list(csv.reader(handle))
+    with open(finished_run / "results" / "table.csv") as handle:
+        before = list(csv.reader(handle))
+    extra = [f"SynthKey {m} seeds {s}" for m in ("Weighted", "Acc") for s in ("mean", "sd")]
+    assert rows[0] == before[0] + extra
+    for row, old, rep in zip(rows[1:], before[1:], ("chroma", "mfcc"), strict=True):
+        assert row[: len(old)] == old  # the main probes' numbers and intervals, unchanged
+        seeds = json.loads(
+            (results / "probes" / "synth_key" / rep / "stats" / "seeds.json").read_text()
+        )
+        test = json.loads(
+            (results / "probes" / "synth_key" / rep / "stats" / "test.json").read_text()
+        )
+        assert [r["seed"] for r in seeds["runs"]] == [0, 1]
+        assert seeds["runs"][0]["test_metrics"] == test["metrics"]
+        values = [r["test_metrics"]["weighted_score"] for r in seeds["runs"]]
+        assert row[len(old) : len(old) + 2] == [
+            percent(np.mean(values)),
+            percent(np.std(values, ddof=1)),
+        ]
+        provenance = json.loads(
+            (results / "provenance" / "synth_key" / rep / "stats.json").read_text()
+        )
+        assert provenance["seeds"]["runs"][1]["test_metrics"] == seeds["runs"][1]["test_metrics"]
+        # the config file this run read, by path and digest
+        assert provenance["config"]["files"] == [
+            {
+                "path": str((workdir / "config.yaml").resolve()),
+                "sha256": sha256_of(workdir / "config.yaml"),
+            }
+        ]
+        assert "overrides" not in provenance["config"]
+    assert (
+        "In parentheses: mean ± sd of the test score over seeds 0, 1"
+        in (results / "table.md").read_text()
+    )
