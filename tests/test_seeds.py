@@ -257,6 +257,39 @@ def test_no_seeds_is_a_config_error_not_an_empty_record(cell, tmp_path):
         retrain(cell, None, out=tmp_path / "seeds.json")
 
 
+@pytest.mark.parametrize("trainer", ["batched", "sklearn_cv"])
+def test_the_other_trainers_retrain_as_they_trained(tmp_path, trainer):
+    from mirprobe.stages import evaluate_probe, retrain_seeds, train_probe
+
+    inputs = write_feature_shard(tmp_path, noisy_clips(seed=2))
+    probe_config = with_seeds([0, 1], {**PROBE_CONFIG, "trainer": trainer})
+    trained = train_probe(
+        **inputs,
+        probe_config=probe_config,
+        seed=0,
+        probe_path=tmp_path / "probe.pt",
+        record_path=tmp_path / "train.json",
+    )
+    evaluated = evaluate_probe(
+        **inputs, probe_path=tmp_path / "probe.pt", record_path=tmp_path / "test.json"
+    )
+    record = retrain_seeds(
+        **inputs,
+        probe_config=probe_config,
+        seed=0,
+        train_record_path=tmp_path / "train.json",
+        record_path=tmp_path / "seeds.json",
+    )
+    main, other = record["runs"]
+    # batched: the same results as the serial loop to float tolerance (mirprobe.probes)
+    assert main["test_metrics"]["accuracy"] == pytest.approx(evaluated["metrics"]["accuracy"])
+    assert main["valid_metrics"]["primary"] == pytest.approx(
+        trained["selected"]["valid_metrics"]["primary"]
+    )
+    assert main["config"] == {**trained["selected"]["config"], "seed": 0}
+    assert other["config"] == {**trained["selected"]["config"], "seed": 1}
+
+
 # -- provenance and the table -----------------------------------------------------------
 
 
@@ -304,6 +337,14 @@ def test_provenance_records_each_seeds_test_metrics(cell, seeded, tmp_path):
     assert "seeds" in record["code"]["stages"] and "seeds" in record["stages"]
     # the main probe's numbers are still the cell's
     assert record["test_metrics"] == cell["evaluated"]["metrics"]
+    # and the readable account lists each seed's test score
+    from mirprobe.provenance import describe
+
+    runs = seeded["record"]["runs"]
+    assert (
+        "seeds: [0, 1, 2] (selection with seed 0): test primary "
+        + ", ".join(f"{r['seed']}: {r['test_metrics']['primary']:.4f}" for r in runs)
+    ) in describe(record)
 
 
 def test_provenance_refuses_a_missing_or_foreign_seeds_record(cell, seeded, tmp_path):
@@ -470,7 +511,13 @@ def test_adding_seeds_to_a_finished_run_retrains_only_the_selected_probes(finish
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     planned = run(workdir, "--dry-run").stdout
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", planned.split("Job stats:")[1], flags=re.M))
-    assert jobs == {"retrain_seeds": "2", "provenance": "2", "table": "1", "all": "1"}, planned
+    assert jobs == {
+        "retrain_seeds": "2",
+        "provenance": "2",
+        "table": "1",
+        "all": "1",
+        "total": "6",
+    }, planned
 
     run(workdir)
     results = workdir / "results"
