@@ -5,7 +5,7 @@ import os
 
 from snakemake.utils import min_version
 
-from mirprobe.config import check_config_files
+from mirprobe.config import check_config_files, config_sources
 
 min_version("9.0")
 
@@ -21,6 +21,10 @@ if not workflow.overwrite_configfiles:
 # YAML keeps the last of two equal keys silently: checked in the files, before
 # the config is validated, once, in rules/common.smk (mirprobe.config.validate_config).
 check_config_files(workflow.configfiles)
+# the files (and --config values) this run's config came from, for provenance
+CONFIG_SOURCES = config_sources(
+    workflow.configfiles, overrides=workflow.config_settings.config
+)
 
 
 report: "report/workflow.rst"

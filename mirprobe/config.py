@@ -23,7 +23,8 @@ silently wrong) after extraction:
   file paths and wildcards) and differ in more than case (macOS file systems);
 - the probe grid expands as the training jobs will expand it, every value
   finite, and ``eval_every`` is at most ``max_steps`` (otherwise only the
-  untrained probe is ever evaluated);
+  untrained probe is ever evaluated); ``probe.seeds`` (distinct non-negative
+  integers, by the schema) are recorded as ints;
 - every table row title (representation, layer, published row) and every
   column title is unique, and no representation lists a layer twice.
 
@@ -185,6 +186,9 @@ def check_probe(config):
         for index, value in enumerate(values):
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"probe.grid.{axis}.{index}: {value!r} is not a finite number")
+    if probe["seeds"] is not None:
+        # the schema takes 2.0 for an integer: recorded as 2, the seed it trains with
+        probe["seeds"] = [int(seed) for seed in probe["seeds"]]
     try:  # what the schema cannot say, as the training jobs will say it
         expand_grid(
             probe["grid"],
@@ -195,6 +199,14 @@ def check_probe(config):
         )
     except ConfigError as error:
         raise ConfigError(f"probe: {error}") from None
+
+
+def training_settings(probe_config):
+    """The ``probe`` settings the grid is trained and selected with: all but
+    ``seeds``, which only retrain the selected configuration afterwards (rule
+    retrain_seeds). So listing seeds reruns no grid, and the probe files and
+    their training identity (mirprobe.identity) stay those of a run without."""
+    return {key: value for key, value in probe_config.items() if key != "seeds"}
 
 
 def table_row_title(config, name, layer):
@@ -333,6 +345,23 @@ def check_config_files(paths):
     """
     for path in paths:
         load_config_file(path)
+
+
+def config_sources(paths, *, overrides=None):
+    """Where a run's configuration came from, for its provenance records:
+    ``{"files": [{"path", "sha256"}], "overrides": {...}}``, the files in the
+    order they were read (absolute paths; the sha256 of each file's bytes) and
+    the values given on the command line (Snakemake's ``--config``), if any.
+
+    ``config.sha256`` covers the configuration these resolve to, defaults
+    filled in; a file's sha256 covers that file only (comments included)."""
+    files = []
+    for path in paths:
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        files.append({"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    return {"files": files, **({"overrides": dict(overrides)} if overrides else {})}
 
 
 def load_config_file(path):

@@ -17,8 +17,12 @@ DIGESTS = {
         "every source audio file: so it covers the audio bytes"
     ),
     "config.sha256": (
-        "sha256 of the whole resolved configuration (the config file with every "
-        "schema default filled in), canonical JSON with sorted keys"
+        "sha256 of the whole resolved configuration (the config files' and --config "
+        "values, every schema default filled in), canonical JSON with sorted keys"
+    ),
+    "config.files[].sha256": (
+        "sha256 of the bytes of each config file the run read (config.files[].path, "
+        "in order; --config values are in config.overrides)"
     ),
     "code.stages.*.source_sha256": (
         "sha256 over the sources each stage ran (its script and the mirprobe modules it imports)"

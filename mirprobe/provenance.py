@@ -4,10 +4,13 @@ Each workflow stage writes a small JSON *stage record* beside its output
 (:func:`stage_record`: wall time, host, device, Python and package versions).
 :func:`build_cell_record` gathers, for one table cell (task x representation x
 layer), the records of every stage behind it together with the code (git
-commit and dirty flag), the configuration (its sha256 and seed), the data
-(metadata and audio checksums), the clips used and excluded (with reasons),
-the selected probe configuration and its validation and test metrics. The
-record is written to ``results/provenance/<task>/<representation>/<layer>.json``.
+commit and dirty flag), the configuration (its sha256 and seed, and the files
+it was read from, each by path and sha256), the data (metadata and audio
+checksums), the clips used and excluded (with reasons), the selected probe
+configuration and its validation and test metrics, and, with ``probe.seeds``,
+the test metrics of that configuration retrained with each seed. The record is
+written to ``results/provenance/<task>/<representation>/<layer>.json``; what
+each digest covers is :data:`mirprobe.lookup.DIGESTS` (``--help``).
 
 Command line::
 
@@ -111,6 +114,7 @@ RULE_SCRIPTS = {
         "extract",
         "train_probe",
         "evaluate_probe",
+        "retrain_seeds",
         "provenance",
         "table",
         "compare_features",
@@ -481,15 +485,22 @@ def build_cell_record(
     train_record,
     test_record,
     provenance_code=None,
+    seeds_record=None,
+    config_files=None,
 ):
     """Assemble the provenance record of one table cell from its stage records.
 
-    ``provenance_code`` is the :func:`code_record` of the provenance job itself.
+    ``provenance_code`` is the :func:`code_record` of the provenance job itself;
+    ``seeds_record``, the cell's ``seeds.json`` where ``probe.seeds`` is set;
+    ``config_files``, the files (and command-line values) the configuration was
+    read from, as :func:`mirprobe.config.config_sources` gives them.
     """
     summary = lambda r: {  # noqa: E731 - a one-line projection
         k: r.get(k) for k in ("wall_s", "host", "device", "python", "slurm_job_id")
     }
-    return {
+    # the retraining with probe.seeds is a stage of the cell only where it ran
+    seeds_stage = {} if seeds_record is None else {"seeds": seeds_record}
+    record = {
         "cell": {
             "task": task,
             "representation": representation,
@@ -529,19 +540,27 @@ def build_cell_record(
                     "extract": [p.get("code") for p in feature_profiles],
                     "train": [train_record.get("code")],
                     "evaluate": [test_record.get("code")],
+                    **{stage: [r.get("code")] for stage, r in seeds_stage.items()},
                     "provenance": [provenance_code],
                 },
                 # against the sources of the package running now: the workflow's
                 root=WORKFLOW_DIR,
             ),
         },
-        "config": {"sha256": config_sha256, "seed": config.get("seed"), "resolved": config},
+        "config": {
+            "sha256": config_sha256,
+            "seed": config.get("seed"),
+            # the files it was read from, in order, and any `--config` values
+            **({} if config_files is None else config_files),
+            "resolved": config,
+        },
         "representation_config": config["representations"][representation],
         "environment": {
             "prepare": prepare_record.get("environment"),
             "extract": feature_profiles[0].get("environment") if feature_profiles else None,
             "train": train_record.get("environment"),
             "evaluate": test_record.get("environment"),
+            **{stage: r.get("environment") for stage, r in seeds_stage.items()},
         },
         "stages": {
             "prepare": summary(prepare_record),
@@ -567,8 +586,25 @@ def build_cell_record(
             ],
             "train": summary(train_record),
             "evaluate": summary(test_record),
+            **{stage: summary(r) for stage, r in seeds_stage.items()},
         },
     }
+    if seeds_record is not None:
+        record["seeds"] = {
+            "seeds": seeds_record["seeds"],
+            "main_seed": seeds_record["main_seed"],
+            "covers": (
+                "the selected configuration retrained with each seed (same trainer, "
+                "early-stopped on validation) and scored once on test; sd is the "
+                "sample standard deviation (n - 1), null for one seed"
+            ),
+            "runs": [
+                {k: run.get(k) for k in ("seed", "best_step", "test_metrics", "valid_metrics")}
+                for run in seeds_record["runs"]
+            ],
+            "summary": seeds_record["summary"],
+        }
+    return record
 
 
 def describe(record):
@@ -614,6 +650,22 @@ def describe(record):
     for note in code.get("notes") or ():
         lines.append(f"    note: {note}")
     lines.append(f"  config: sha256 {cfg['sha256'][:16]}, seed {cfg['seed']}")
+    for source in cfg.get("files") or ():
+        lines.append(f"    read from {source['path']} (sha256 {str(source['sha256'])[:16]})")
+    if cfg.get("overrides"):
+        lines.append(f"    and --config {json.dumps(cfg['overrides'], sort_keys=True)}")
+    seeds = record.get("seeds")
+    if seeds:
+        primary = (record["test_metrics"] or {}).get("primary")
+        spread = seeds["summary"].get("primary") or {}
+        sd = spread.get("sd")
+        lines.append(
+            f"  seeds: {seeds['seeds']} (selection with seed {seeds['main_seed']}): test primary "
+            + ", ".join(f"{r['seed']}: {r['test_metrics']['primary']:.4f}" for r in seeds["runs"])
+            + f"; mean {spread.get('mean', float('nan')):.4f}"
+            + ("" if sd is None else f", sd {sd:.4f}")
+            + ("" if primary is None else f" (main probe {primary:.4f})")
+        )
     # stored features (jukemir_precomputed): the file they were read from
     sources = {
         json.dumps(source, sort_keys=True): source

@@ -234,7 +234,10 @@ def train_probe(
     probe_path,
     record_path,
 ):
-    """Train the probe grid on train, select on valid; save the selected probe."""
+    """Train the probe grid on train, select on valid; save the selected probe.
+
+    ``probe_config["seeds"]``, if any, is not this stage's (see :func:`retrain_seeds`)."""
+    from .config import training_settings
     from .features import resolve_device
     from .identity import training_identity
     from .probes import expand_grid, fit_grid, save_probe
@@ -264,7 +267,7 @@ def train_probe(
         device=device,
         trainer=probe_config["trainer"],
     )
-    identity = training_identity(probe_config, seed)
+    identity = training_identity(training_settings(probe_config), seed)
     probe_sha256 = save_probe(result.best, probe_path, identity=identity)
     primary = task_type_of(prepared["task_type"]).primary_metric
     ranking = sorted(
@@ -306,6 +309,21 @@ def train_probe(
     return record
 
 
+def _test_scores(probe, *, prepared, test):
+    """A fitted probe's scores on the test split and its test metrics."""
+    from .task_types import task_type_of
+
+    scores = probe.predict_scores(test.X)
+    metrics = task_type_of(prepared["task_type"]).evaluate(
+        y_true=test.y,
+        scores=scores,
+        labels=prepared["labels"],
+        groups=test.groups,
+        ensemble=getattr(probe, "ensemble", None),
+    )
+    return scores, metrics
+
+
 def evaluate_probe(
     *,
     feature_paths,
@@ -321,7 +339,6 @@ def evaluate_probe(
     from .features import resolve_device
     from .probes import load_probe
     from .probes.io import probe_identity
-    from .task_types import task_type_of
 
     started = time.perf_counter()
     code = code_record("evaluate_probe")
@@ -331,14 +348,7 @@ def evaluate_probe(
     # which probe file this record scores: provenance checks it is train.json's
     probe_file = {"identity": probe_identity(probe_path), "sha256": file_sha256(probe_path)}
     test = splits["test"]
-    scores = probe.predict_scores(test.X)
-    metrics = task_type_of(prepared["task_type"]).evaluate(
-        y_true=test.y,
-        scores=scores,
-        labels=prepared["labels"],
-        groups=test.groups,
-        ensemble=getattr(probe, "ensemble", None),
-    )
+    scores, metrics = _test_scores(probe, prepared=prepared, test=test)
     # -- per-clip predictions (issue 12): an extra output, named by its digest
     extra = {}
     if predictions_path is not None:
@@ -376,6 +386,122 @@ def evaluate_probe(
     return record
 
 
+def retrain_seeds(
+    *,
+    feature_paths,
+    layer,
+    probe_config,
+    seed,
+    device,
+    train_record_path,
+    record_path,
+):
+    """Retrain the configuration ``train.json`` selected with each of
+    ``probe_config["seeds"]`` and score each once on test (:mod:`mirprobe.seeds`);
+    the selected probe file and its records are left as they are."""
+    from .config import training_settings
+    from .errors import ConfigError
+    from .features import resolve_device
+    from .identity import training_identity
+    from .probes import fit_grid
+    from .seeds import seed_configs, seed_summary
+    from .task_types import task_type_of
+
+    seeds = probe_config.get("seeds")
+    if not seeds:
+        raise ConfigError("probe.seeds: no seeds listed, nothing to retrain")
+    started = time.perf_counter()
+    code = code_record("retrain_seeds")
+    device = resolve_device(device)
+    train_record = _read_json(train_record_path)
+    expected = training_identity(training_settings(probe_config), seed)
+    if train_record.get("identity") != expected:
+        raise DataError(
+            f"{train_record_path}: trained for other probe settings (identity "
+            f"{train_record.get('identity')}) than the configuration's ({expected}); "
+            "remake it with `snakemake --forcerun train_probe`"
+        )
+    prepared, splits, _ = _probe_data(feature_paths=feature_paths, layer=layer)
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    runs = []
+    configs = seed_configs(
+        train_record["selected"]["config"], probe_config=probe_config, seeds=seeds
+    )
+    for run_seed, config in zip(seeds, configs, strict=True):
+        # a grid of one: the trainer and the early stopping of the grid's own training
+        result = fit_grid(
+            train.X,
+            train.y,
+            valid.X,
+            valid.y,
+            task_type=prepared["task_type"],
+            labels=prepared["labels"],
+            configs=[config],
+            valid_groups=task_type_of(prepared["task_type"]).song_groups(valid.groups),
+            device=device,
+            trainer=probe_config["trainer"],
+        )
+        [trained] = result.records
+        _, metrics = _test_scores(result.best, prepared=prepared, test=test)
+        runs.append(
+            {
+                "seed": int(run_seed),
+                "config": result.best_config.to_dict(),
+                "uid": result.best_config.uid(),
+                "best_step": trained.get("best_step"),
+                "ensemble": getattr(result.best, "ensemble", None),
+                "valid_metrics": trained["valid_metrics"],
+                "test_metrics": metrics,
+            }
+        )
+    record = stage_record(
+        "seeds",
+        wall_s=time.perf_counter() - started,
+        device=device,
+        code=checked_code_record(code),
+        trainer=probe_config["trainer"],
+        main_seed=seed,
+        seeds=[int(s) for s in seeds],
+        # what was retrained: train.json's selection, by its identity and probe file
+        identity=train_record["identity"],
+        selected_uid=train_record["selected"]["uid"],
+        probe_sha256=train_record["probe_sha256"],
+        runs=runs,
+        summary=seed_summary(runs),
+        clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
+    )
+    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
+    write_json(record_path, record)
+    return record
+
+
+def _checked_seeds_record(path, *, config, train_record, train_path):
+    """The seeds record of a cell (None without ``probe.seeds``), checked to be of
+    this configuration and of the selection in ``train_record``."""
+    seeds = config["probe"].get("seeds")
+    if not seeds and path is None:
+        return None
+    if path is None:
+        raise DataError(f"probe.seeds is {seeds}, but no seeds record of {train_path} was given")
+    record = _read_json(path)
+    if not seeds:
+        raise DataError(f"{path}: a seeds record, but the configuration lists no probe.seeds")
+    expected = {
+        "seeds": list(seeds),
+        "main_seed": config.get("seed"),
+        "identity": train_record.get("identity"),
+        "selected_uid": (train_record.get("selected") or {}).get("uid"),
+        "probe_sha256": train_record.get("probe_sha256"),
+    }
+    found = {k: record.get(k) for k in expected}
+    if found != expected:
+        raise DataError(
+            f"{path}: retrained {found}, but the configuration and {train_path} give "
+            f"{expected}; remake it with `snakemake --forcerun retrain_seeds`"
+        )
+    return record
+
+
 def cell_provenance(
     *,
     task,
@@ -389,10 +515,17 @@ def cell_provenance(
     train_record_path,
     test_record_path,
     out_path,
+    seeds_record_path=None,
+    config_files=None,
 ):
-    """Write the provenance record of one table cell."""
+    """Write the provenance record of one table cell.
+
+    ``seeds_record_path``: the cell's ``seeds.json`` (rule retrain_seeds), given
+    exactly when the configuration lists ``probe.seeds``. ``config_files``: where
+    the configuration came from (:func:`mirprobe.config.config_sources`)."""
     import numpy as np
 
+    from .config import training_settings
     from .features import load_shard_datasets
     from .identity import check_cell
     from .provenance import build_cell_record
@@ -402,10 +535,13 @@ def cell_provenance(
     check_cell(
         train_record,
         test_record,
-        probe_config=config["probe"],
+        probe_config=training_settings(config["probe"]),
         seed=config.get("seed"),
         train_path=train_record_path,
         test_path=test_record_path,
+    )
+    seeds_record = _checked_seeds_record(
+        seeds_record_path, config=config, train_record=train_record, train_path=train_record_path
     )
 
     # the dataset's records, as the feature shards carry them (see mirprobe.features)
@@ -428,6 +564,8 @@ def cell_provenance(
         train_record=train_record,
         test_record=test_record,
         provenance_code=checked_code_record(code),
+        seeds_record=seeds_record,
+        config_files=config_files,
     )
     record["probe_identity"] = test_record["probe"]
     # issue 12: the per-clip test predictions (and each split's clip ids) by digest
@@ -462,6 +600,8 @@ def assemble_table(
     ``uncertainty`` (config ``table.bootstrap`` and ``table.comparisons``) adds
     bootstrap intervals and paired comparisons, computed from the per-clip
     predictions that each cell's provenance record names (checked by digest).
+    With ``probe_config["seeds"]``, each cell also shows the mean and standard
+    deviation of its test scores over those seeds, from its record (``seeds``).
     """
     import math
 
@@ -469,7 +609,8 @@ def assemble_table(
     from .tables import table_metrics, write_tables
 
     records, valid_primary, code_warnings, rows, tasks_of = {}, {}, [], {}, {}
-    cell_predictions = {}
+    cell_predictions, seed_spread = {}, {}
+    seeds = probe_config.get("seeds")
     for path in provenance_paths:
         provenance = _read_json(path)
         cell = provenance["cell"]
@@ -501,6 +642,15 @@ def assemble_table(
             cell_predictions[(row, dataset)] = checked_predictions(
                 provenance, records[(row, dataset)], provenance_path=path
             )
+        if seeds:
+            # (the record's config is this one, checked above; so it has its seeds)
+            retrained = provenance.get("seeds") or {}
+            if retrained.get("seeds") != list(seeds):
+                raise DataError(
+                    f"{path}: retrained with seeds {retrained.get('seeds')}, the configuration "
+                    f"lists probe.seeds {list(seeds)}"
+                )
+            seed_spread[(row, dataset)] = retrained["summary"]
         code = provenance.get("code") or {}
         if not code.get("consistent", False):
             problems = code.get("problems") or ["the record has no account of its code"]
@@ -554,4 +704,5 @@ def assemble_table(
         representation_labels=representation_labels or {},
         code_warnings=code_warnings,
         uncertainty=shown_uncertainty,
+        seeds={"seeds": list(seeds), "summary": seed_spread} if seeds else None,
     )

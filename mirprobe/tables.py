@@ -118,6 +118,42 @@ def clip_notes(cells, *, tasks, rows):
     return notes
 
 
+def seed_spread(spread):
+    """``mean ± sd`` of one metric over the seeds, in percent (mean alone for one seed)."""
+    if spread["sd"] is None:
+        return percent(spread["mean"])
+    return f"{percent(spread['mean'])} ± {percent(spread['sd'])}"
+
+
+def seed_columns(header_titles, *, rows, tasks, summary):
+    """CSV header and per-row values of the seeds columns (percent, one decimal; the
+    sd blank for a single seed). ``summary``: ``{(row_key, task): {metric: {"mean", "sd"}}}``."""
+    header = [f"{t} seeds {stat}" for t in header_titles for stat in ("mean", "sd")]
+    values = []
+    for row_key, _ in rows:
+        line = []
+        for task, _, metrics in tasks:
+            for metric in metrics:
+                spread = summary[(row_key, task)][metric]
+                line += [percent(spread["mean"]), percent(spread["sd"])]
+        values.append(line)
+    return header, values
+
+
+def with_seed_spread(shown, *, rows, tasks, summary):
+    """The table's lines with ``(mean ± sd)`` over the seeds after each computed cell."""
+    out = []
+    for (row_key, _), line in zip(rows, shown, strict=True):
+        cells = [line[0]]
+        column = 1
+        for task, _, metrics in tasks:
+            for metric in metrics:
+                cells.append(f"{line[column]} ({seed_spread(summary[(row_key, task)][metric])})")
+                column += 1
+        out.append(cells)
+    return out
+
+
 def write_tables(
     cells,
     *,
@@ -130,6 +166,7 @@ def write_tables(
     representation_labels=None,
     code_warnings=(),
     uncertainty=None,
+    seeds=None,
 ):
     """Write the table in every format of ``paths`` (``{"md"|"csv"|"tex": path}``).
 
@@ -143,6 +180,10 @@ def write_tables(
     :func:`mirprobe.bootstrap.table_uncertainty`) shows each cell as
     ``value [low, high]`` in markdown and LaTeX, adds interval columns to the
     CSV and lists the paired comparisons under the markdown table.
+    ``seeds`` (``{"seeds", "summary"}``, from the cells' provenance records where
+    ``probe.seeds`` is set) adds ``(mean ± sd)`` over the seeds after each cell in
+    markdown and LaTeX, and ``<column> seeds mean`` / ``seeds sd`` columns to the CSV,
+    after the interval columns; without it nothing of them appears.
     """
     from tabulate import tabulate
 
@@ -161,6 +202,13 @@ def write_tables(
             tasks=tasks,
             intervals=uncertainty["intervals"],
             confidence=uncertainty["confidence"],
+        )
+    # -- issue 12: the selected configuration retrained with probe.seeds
+    seed_header, seed_values = [], [[] for _ in rows]
+    if seeds:
+        shown = with_seed_spread(shown, rows=rows, tasks=tasks, summary=seeds["summary"])
+        seed_header, seed_values = seed_columns(
+            header[1:], rows=rows, tasks=tasks, summary=seeds["summary"]
         )
     # --
     if "md" in paths:
@@ -196,6 +244,12 @@ def write_tables(
                 text += "Paired differences (same resamples), with their interval:\n" + "".join(
                     f"- {line}\n" for line in lines
                 )
+        if seeds:
+            text += (
+                f"In parentheses: mean ± sd of the test score over seeds "
+                f"{', '.join(str(s) for s in seeds['seeds'])} (`probe.seeds`), the "
+                "selected configuration retrained with each (sample sd, n − 1).\n"
+            )
         if code_warnings:
             text += (
                 "WARNING: cells not computed by the workflow's current code "
@@ -207,7 +261,7 @@ def write_tables(
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         count_header = [f"{title} clips (train/valid/test/excluded)" for _, title, _ in tasks]
-        extra_header = ci_header if uncertainty else []
+        extra_header = (ci_header if uncertainty else []) + seed_header
         writer.writerow(header + count_header + extra_header)
         for index, ((row_key, _), line) in enumerate(zip(rows, body, strict=True)):
             counts = []
@@ -217,7 +271,9 @@ def write_tables(
                 counts.append(
                     f"{c['train']}/{c['valid']}/{c['test']}/{record.get('n_excluded', 0)}"
                 )
-            writer.writerow(line + counts + (ci_values[index] if uncertainty else []))
+            writer.writerow(
+                line + counts + (ci_values[index] if uncertainty else []) + seed_values[index]
+            )
         for line in quoted:
             writer.writerow(line + [""] * (len(tasks) + len(extra_header)))
         write_text(paths["csv"], buffer.getvalue())

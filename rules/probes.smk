@@ -1,3 +1,7 @@
+# the grid's settings: probe.seeds, which retrain_seeds alone reads, reruns no grid
+from mirprobe.config import training_settings
+
+
 rule train_probe:
     input:
         # the feature shards carry the clips, splits, labels and exclusions (mirprobe.features)
@@ -17,7 +21,7 @@ rule train_probe:
         runtime=240,
         gpu=PROBE_GPUS,
     params:
-        probe_config=config["probe"],
+        probe_config=training_settings(config["probe"]),
         seed=config["seed"],
         device=config["probe"]["device"],
         code=code_sha256("train_probe"),
@@ -49,3 +53,31 @@ rule evaluate_probe:
         code=code_sha256("evaluate_probe"),
     script:
         "../scripts/evaluate_probe.py"
+
+
+# only with probe.seeds: the selected configuration retrained with each seed
+rule retrain_seeds:
+    input:
+        features=feature_shards,
+        # the selection to retrain, and the identity of the settings it was made for
+        train=rules.train_probe.output.record,
+    output:
+        "results/probes/{dataset}/{representation}/{layer}/seeds.json",
+    log:
+        "logs/retrain_seeds/{dataset}/{representation}/{layer}.log",
+    benchmark:
+        "benchmarks/retrain_seeds/{dataset}/{representation}/{layer}.tsv"
+    conda:
+        "../envs/probes.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=PROBE_GPUS,
+    params:
+        probe_config=config["probe"],
+        seed=config["seed"],
+        device=config["probe"]["device"],
+        code=code_sha256("retrain_seeds"),
+    script:
+        "../scripts/retrain_seeds.py"

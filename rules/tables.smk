@@ -6,6 +6,8 @@ rule provenance:
         test=rules.evaluate_probe.output[0],
         # named in the record by digest: the table's intervals and figures read it
         predictions=rules.evaluate_probe.output.predictions,
+        # only with probe.seeds: the selected configuration retrained with each seed
+        seeds=rules.retrain_seeds.output[0] if config["probe"]["seeds"] else [],
     output:
         report(
             "results/provenance/{dataset}/{representation}/{layer}.json",
@@ -29,6 +31,7 @@ rule provenance:
         row_label=lambda wc: row_title(wc.representation, wc.layer),
         config=config,
         config_sha256=CONFIG_SHA256,
+        config_files=CONFIG_SOURCES,
         workflow_dir=workflow.basedir,
         code=code_sha256("provenance"),
     script:

@@ -26,4 +26,7 @@ cell_provenance(
     train_record_path=snakemake.input.train,
     test_record_path=snakemake.input.test,
     out_path=snakemake.output[0],
+    # one path where probe.seeds is set, else the empty list
+    seeds_record_path=snakemake.input.seeds or None,
+    config_files=snakemake.params.config_files,
 )

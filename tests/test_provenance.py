@@ -93,3 +93,72 @@ def test_cell_provenance_carries_the_prepare_digests_and_the_stage_scores(prepar
         "test": 6,
         "excluded": train_record["excluded"],
     }
+
+
+# -- where the configuration came from (issue 12, item 6) --------------------------------
+
+
+def test_config_sources_name_each_file_by_absolute_path_and_digest(tmp_path, monkeypatch):
+    from mirprobe.config import config_sources
+
+    (tmp_path / "base.yaml").write_text("seed: 0\n")
+    (tmp_path / "more.yaml").write_text("seed: 1  # a comment is in the file's digest\n")
+    monkeypatch.chdir(tmp_path)
+    # in the order given (later files override earlier ones), relative paths resolved
+    sources = config_sources(["base.yaml", tmp_path / "more.yaml"], overrides={"seed": 2})
+    assert sources == {
+        "files": [
+            {"path": str(tmp_path / "base.yaml"), "sha256": sha256_of(tmp_path / "base.yaml")},
+            {"path": str(tmp_path / "more.yaml"), "sha256": sha256_of(tmp_path / "more.yaml")},
+        ],
+        "overrides": {"seed": 2},
+    }
+    # no --config values: no overrides key
+    assert config_sources(["base.yaml"]) == {"files": sources["files"][:1]}
+
+
+def test_a_config_file_gone_is_named(tmp_path):
+    from mirprobe.config import config_sources
+    from mirprobe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"gone\.yaml: config file not found"):
+        config_sources([tmp_path / "gone.yaml"])
+
+
+def test_the_cell_record_and_its_account_name_the_config_files(tmp_path):
+    from mirprobe.provenance import build_cell_record, describe
+
+    sources = {
+        "files": [{"path": "/runs/a/config.yaml", "sha256": "ab" * 32}],
+        "overrides": {"seed": 3},
+    }
+    record = build_cell_record(
+        task="synth_key",
+        representation="chroma",
+        layer="0",
+        row_label="Chroma",
+        config={"seed": 3, "probe": {}, "representations": {"chroma": {}}},
+        config_sha256="0" * 64,
+        workflow_dir=str(tmp_path),
+        prepare_record={"kind": "synthetic_key"},
+        resample_records=[],
+        feature_profiles=[],
+        train_record={
+            "trainer": "serial",
+            "grid": [{}],
+            "ranking": [],
+            "selected": {"uid": "u" * 40, "config": {}, "valid_metrics": {"primary": 0.5}},
+            "excluded": [],
+        },
+        test_record={
+            "metrics": {"primary": 0.25},
+            "clip_counts": {"train": 1, "valid": 1, "test": 1},
+        },
+        config_files=sources,
+    )
+    assert record["config"]["files"] == sources["files"]
+    assert record["config"]["overrides"] == {"seed": 3}
+    assert record["config"]["sha256"] == "0" * 64
+    shown = describe(record)
+    assert f"read from /runs/a/config.yaml (sha256 {'ab' * 8})" in shown
+    assert 'and --config {"seed": 3}' in shown
