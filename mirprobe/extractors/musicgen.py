@@ -285,11 +285,15 @@ CHROMA = {"n_fft": 16384, "hop_length": 4096, "chunk_length": 30, "num_chroma": 
 def melody_chroma(audio, *, sampling_rate=SAMPLE_RATE, **settings):
     """``(B, samples)`` float32 tensor -> ``(B, frames, num_chroma)`` one-hot chroma, computed as
     transformers' ``MusicgenMelodyFeatureExtractor`` (what MusicgenMelodyProcessor feeds)
-    computes it from non-Demucs audio: each clip zero-padded or cut to ``chunk_length`` s, a
-    power spectrogram (torchaudio's ``Spectrogram(normalized=True)``: periodic Hann window,
-    centred, reflect padding, divided by the window's L2 norm), librosa's chroma filter bank,
-    max-normalised, then the loudest bin set to 1 and the others to 0. That class needs
-    torchaudio, which the pinned environment lacks, so its steps are written out here."""
+    computes it from non-Demucs audio: each clip cut to ``chunk_length`` s (a shorter one is
+    not padded: the extractor pads only to the longest clip of its batch, and the windows
+    batched here have equal lengths; the model then repeats the frames to ``chroma_length``),
+    zero-padded to ``n_fft`` if shorter, a power spectrogram (torchaudio's
+    ``Spectrogram(normalized=True)``: periodic Hann window, centred, reflect padding, divided
+    by the window's L2 norm), librosa's chroma filter bank, max-normalised, then the loudest
+    bin set to 1 and the others to 0. That class needs torchaudio, which has no release for
+    the pinned torch, so its steps are written out here (tests compare the two where
+    torchaudio imports)."""
     import torch
     from transformers.audio_utils import chroma_filter_bank
 
@@ -297,7 +301,6 @@ def melody_chroma(audio, *, sampling_rate=SAMPLE_RATE, **settings):
     n_fft, hop = settings["n_fft"], settings["hop_length"]
     n_samples = settings["chunk_length"] * sampling_rate
     audio = audio[:, :n_samples]
-    audio = torch.nn.functional.pad(audio, (0, n_samples - audio.shape[1]))
     if audio.shape[1] < n_fft:
         pad = n_fft - audio.shape[1]
         audio = torch.nn.functional.pad(audio, (pad // 2, pad // 2 + pad % 2))
