@@ -26,7 +26,9 @@ normalisation, AST/Whisper filterbanks). The rate must be known while the
 Snakefile parses: it is read from a local folder's
 ``preprocessor_config.json``, or, for a hub id, from the Hugging Face cache
 (offline), or else from ``params.sample_rate``; a declared rate that differs
-from the checkpoint's is an error when the model loads. The number of blocks
+from the checkpoint's is an error when the model loads. ``do_normalize``
+overrides the feature extractor's own (MARBLE's ``processor_normalize``, which
+sets it per model); the value used is in the provenance record either way. The number of blocks
 is found the same way (``config.json``; ``params.num_layers``).
 
 **Windows**: a clip is cut into consecutive windows of ``window_seconds``
@@ -146,6 +148,13 @@ class TransformersEncoder(Extractor):
                 "description": "The encoder's number of blocks, when config.json cannot be read "
                 "at parse time (a hub id not in the local cache).",
             },
+            "do_normalize": {
+                "type": ["boolean", "null"],
+                "default": None,
+                "description": "Override the feature extractor's do_normalize (zero-mean "
+                "unit-variance input, wav2vec2/HuBERT); null = the checkpoint's "
+                "preprocessor_config.json. The value used is recorded in provenance.",
+            },
             "pooling": {
                 "type": "string",
                 "enum": ["mean", "max"],
@@ -210,6 +219,7 @@ class TransformersEncoder(Extractor):
         # the shortest wav2vec2-style convolutional front end takes 25 ms
         self.min_input_samples = max(1, self.sample_rate // 40)
         self.model = None
+        self.feature_extractor = None
         self.commit = None
         self.weights_file = None
 
@@ -285,6 +295,10 @@ class TransformersEncoder(Extractor):
             "random_weights": self.params["random_weights"],
             "model_class": type(self.model).__name__ if self.model is not None else None,
             "weights_sha256": self.params["weights_sha256"],
+            # the input normalisation used: the checkpoint's, or params.do_normalize
+            "do_normalize": None
+            if self.feature_extractor is None
+            else getattr(self.feature_extractor, "do_normalize", None),
         }
 
     def _source_kwargs(self):
@@ -316,6 +330,13 @@ class TransformersEncoder(Extractor):
         self.device = str(device)
         params = self.params
         self.feature_extractor = self._pretrained(AutoFeatureExtractor)
+        if params["do_normalize"] is not None:
+            if not hasattr(self.feature_extractor, "do_normalize"):
+                raise ConfigError(
+                    f"transformers model {params['model']!r}: params.do_normalize given, but "
+                    f"its {type(self.feature_extractor).__name__} has no do_normalize"
+                )
+            self.feature_extractor.do_normalize = params["do_normalize"]
         rate = getattr(self.feature_extractor, "sampling_rate", None)
         if rate != self.sample_rate:
             raise ModelError(
