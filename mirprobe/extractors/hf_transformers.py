@@ -51,11 +51,10 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ConfigError, ModelError
-from .base import Extractor, mono_float32
-from .musicgen import _is_local, _seeded, _torch_dtype, hub_commit, window_spans
+from .base import Extractor
+from .musicgen import _is_local, _seeded, _torch_dtype, hub_commit
+from .windows import embed_windowed
 
 #: attribute paths of an encoder's block list, by architecture family
 _BLOCK_LISTS = ("encoder.layers", "encoder.layer", "layers", "layer")
@@ -501,6 +500,17 @@ class TransformersEncoder(Extractor):
         states.append(captured["out"] if "out" in captured else out.hidden_states[kept])
         return states[: deepest + 1]
 
+    def _embed_windows(self, windows, *, layers, deepest):
+        """Equal-length windows -> ``({layer: (n, d) pooled}, steps pooled over)``."""
+        states = self._forward(windows, deepest=deepest)
+        n_steps = self._valid_steps(len(windows[0]), states[0].shape[1])
+        pool_max = self.params["pooling"] == "max"
+        pooled = {}
+        for layer in layers:
+            state = states[int(layer)][:, :n_steps].float()
+            pooled[layer] = (state.amax(1) if pool_max else state.mean(1)).cpu().numpy()
+        return pooled, n_steps
+
     def embed(self, batch, *, layers):
         import torch
 
@@ -508,30 +518,13 @@ class TransformersEncoder(Extractor):
         if self.model is None:
             self.load(device=self.device)
         deepest = max(int(layer) for layer in layers)
-        window = self.window_samples()
-        min_tail = int(round(self.params["min_tail_seconds"] * self.sample_rate))
-        by_length = {}
-        for index, y in enumerate(batch):
-            y = mono_float32(y, allow_empty=True)
-            for start, stop in window_spans(len(y), window=window, min_tail=min_tail):
-                by_length.setdefault(stop - start, []).append((index, y[start:stop]))
-        sums = {layer: None for layer in layers}
-        weights = np.zeros(len(batch))
-        pool_max = self.params["pooling"] == "max"
         with torch.inference_mode():
-            for length in sorted(by_length):
-                group = by_length[length]
-                for chunk_start in range(0, len(group), max(1, len(batch))):
-                    chunk = group[chunk_start : chunk_start + max(1, len(batch))]
-                    states = self._forward([w for _, w in chunk], deepest=deepest)
-                    n_steps = self._valid_steps(length, states[0].shape[1])
-                    for layer in layers:
-                        state = states[int(layer)][:, :n_steps].float()
-                        pooled = (state.amax(1) if pool_max else state.mean(1)).cpu().numpy()
-                        if sums[layer] is None:
-                            sums[layer] = np.zeros((len(batch), pooled.shape[1]), np.float64)
-                        for row, (index, _) in enumerate(chunk):
-                            sums[layer][index] += pooled[row] * n_steps
-                    for index, _ in chunk:
-                        weights[index] += n_steps
-        return {layer: (sums[layer] / weights[:, None]).astype(np.float32) for layer in layers}
+            return embed_windowed(
+                batch,
+                layers=layers,
+                window=self.window_samples(),
+                min_tail=int(round(self.params["min_tail_seconds"] * self.sample_rate)),
+                embed_windows=lambda windows: self._embed_windows(
+                    windows, layers=layers, deepest=deepest
+                ),
+            )

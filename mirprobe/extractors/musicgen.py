@@ -88,8 +88,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, ModelError
-from .base import Extractor, mono_float32
+from ..errors import ConfigError, ModelError
+from .base import Extractor
+from .windows import embed_windowed
 
 SAMPLE_RATE = 32000
 
@@ -391,18 +392,9 @@ def _seeded(seed):
         yield
 
 
-def window_spans(n_samples, *, window, min_tail):
-    """``[(start, stop)]`` windows of a clip of ``n_samples`` (see the module docstring)."""
-    if n_samples <= 0:
-        raise DataError("cannot embed an empty clip (0 samples)")
-    spans = [(start, min(start + window, n_samples)) for start in range(0, n_samples, window)]
-    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < min_tail:
-        spans.pop()
-    return spans
-
-
 class _WindowedTransformersExtractor(Extractor):
-    """Windowing, batching of equal-length windows and frame-weighted pooling."""
+    """Windowing, batching of equal-length windows and frame-weighted pooling
+    (:mod:`mirprobe.extractors.windows`)."""
 
     sample_rate = SAMPLE_RATE
     conda_env = "torch.yaml"
@@ -464,32 +456,19 @@ class _WindowedTransformersExtractor(Extractor):
         layers = self.check_layers(layers)
         if self.model is None:
             self.load(device=self.device)
-        window = int(round(self.params["window_seconds"] * self.sample_rate))
-        min_tail = int(round(self.params["min_tail_seconds"] * self.sample_rate))
-        by_length = {}
-        for index, y in enumerate(batch):
-            y = mono_float32(y, allow_empty=True)
-            for start, stop in window_spans(len(y), window=window, min_tail=min_tail):
-                by_length.setdefault(stop - start, []).append((index, y[start:stop]))
 
-        sums = {layer: None for layer in layers}
-        steps = np.zeros(len(batch))
-        max_windows = max(1, len(batch))
+        def embed_windows(windows):
+            audio = torch.from_numpy(np.stack(windows)).to(self.device)
+            return self._embed_windows(audio, layers=layers)
+
         with torch.inference_mode():
-            for length in sorted(by_length):
-                group = by_length[length]
-                for chunk_start in range(0, len(group), max_windows):
-                    chunk = group[chunk_start : chunk_start + max_windows]
-                    audio = torch.from_numpy(np.stack([w for _, w in chunk])).to(self.device)
-                    pooled, n_steps = self._embed_windows(audio, layers=layers)
-                    for row, (index, _) in enumerate(chunk):
-                        steps[index] += n_steps
-                        for layer in layers:
-                            if sums[layer] is None:
-                                dim = pooled[layer].shape[1]
-                                sums[layer] = np.zeros((len(batch), dim), dtype=np.float64)
-                            sums[layer][index] += pooled[layer][row] * n_steps
-        return {layer: (sums[layer] / steps[:, None]).astype(np.float32) for layer in layers}
+            return embed_windowed(
+                batch,
+                layers=layers,
+                window=int(round(self.params["window_seconds"] * self.sample_rate)),
+                min_tail=int(round(self.params["min_tail_seconds"] * self.sample_rate)),
+                embed_windows=embed_windows,
+            )
 
 
 class MusicGen(_WindowedTransformersExtractor):
