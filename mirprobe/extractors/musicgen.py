@@ -72,9 +72,11 @@ Gaussian matched to the random encoder's output (and then to each
 residual) on a fixed seeded noise signal, so random codes are not all 0.
 ``architecture: tiny`` is a built-in test-sized architecture (2 decoder
 layers, 4 codebooks) for offline demos and tests; ``small``, ``medium`` and
-``large`` are musicgen-small/medium/large at their published sizes
-(``REAL_SIZES``; 32 kHz EnCodec, t5-base), for GPU runs and benchmarks at
-exact sizes without the hub; all of them only exist with random weights.
+``large`` are musicgen-small/medium/large at their published sizes, and
+``melody`` is musicgen-melody's (the medium decoder, 12 chroma bins, 235
+chroma steps) (``REAL_SIZES``; 32 kHz EnCodec, t5-base), for GPU runs and
+benchmarks at exact sizes without the hub; all of them only exist with random
+weights.
 
 Precision: ``dtype: auto`` runs the decoder in float16 on CUDA and float32
 on the CPU; EnCodec always runs in float32 (its codes must not change with
@@ -107,13 +109,17 @@ KNOWN_MELODY = ("facebook/musicgen-melody",)
 MELODY_MODEL_TYPE = "musicgen_melody"
 TINY_DECODER_LAYERS = 2
 
-#: the hub checkpoints' published decoder sizes (fixtures' weights/SOURCES.md), for
+#: the hub checkpoints' published decoder sizes (fixtures' weights/SOURCES.md; melody: the
+#: musicgen_melody_decoder config.json of fine-tunes of facebook/musicgen-melody), for
 #: real-size random-weights builds without the hub: (hidden, blocks, heads, ffn)
 REAL_SIZES = {
     "small": (1024, 24, 16, 4096),
     "medium": (1536, 48, 24, 6144),
     "large": (2048, 48, 32, 8192),
+    "melody": (1536, 48, 24, 6144),
 }
+#: the built-in architectures of the MusicGen-Melody class
+MELODY_ARCHITECTURES = ("tiny_melody", "melody")
 
 _COMMON_PARAMS = {
     "random_weights": {
@@ -124,11 +130,12 @@ _COMMON_PARAMS = {
     },
     "architecture": {
         "type": "string",
-        "enum": ["from_weights", "tiny", "tiny_melody", "small", "medium", "large"],
+        "enum": ["from_weights", "tiny", "tiny_melody", "small", "medium", "large", "melody"],
         "default": "from_weights",
         "description": "from_weights = the architecture of `weights`; tiny / tiny_melody = "
-        "built-in test-sized MusicGen / MusicGen-Melody architectures; small/medium/large = musicgen-small/medium/large's published "
-        "sizes built without the hub (these need random_weights: true).",
+        "built-in test-sized MusicGen / MusicGen-Melody architectures; small/medium/large/"
+        "melody = musicgen-small/medium/large/melody's published sizes built without the "
+        "hub (these need random_weights: true)."
     },
     "revision": {
         "type": "string",
@@ -338,14 +345,22 @@ def real_size_encodec_config():
 
 
 def real_size_musicgen_config(size):
-    """musicgen-``size`` (small, medium, large) at its published sizes, random weights only:
-    the decoder's hidden size, blocks, heads and ffn width, 4 codebooks of 2048, the
-    32 kHz EnCodec and a t5-base text encoder."""
-    from transformers import MusicgenConfig, MusicgenDecoderConfig, T5Config
+    """musicgen-``size`` (small, medium, large, melody) at its published sizes, random
+    weights only: the decoder's hidden size, blocks, heads and ffn width, 4 codebooks of
+    2048, the 32 kHz EnCodec and a t5-base text encoder; melody in the MusicGen-Melody class
+    with 12 chroma bins and 235 chroma steps (transformers' and the preprocessor's 30 s)."""
+    from transformers import (
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        T5Config,
+    )
 
     hidden, blocks, heads, ffn = REAL_SIZES[size]
     text = T5Config(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)  # t5-base
-    decoder = MusicgenDecoderConfig(
+    melody = size in MELODY_ARCHITECTURES
+    decoder = (MusicgenMelodyDecoderConfig if melody else MusicgenDecoderConfig)(
         vocab_size=2048,
         num_hidden_layers=blocks,
         hidden_size=hidden,
@@ -354,6 +369,14 @@ def real_size_musicgen_config(size):
         num_codebooks=4,
         max_position_embeddings=2048,
     )
+    if melody:
+        return MusicgenMelodyConfig(
+            text_encoder=text.to_dict(),
+            audio_encoder=real_size_encodec_config().to_dict(),
+            decoder=decoder.to_dict(),
+            num_chroma=12,
+            chroma_length=235,
+        )
     return MusicgenConfig(
         text_encoder=text, audio_encoder=real_size_encodec_config(), decoder=decoder
     )
@@ -539,7 +562,8 @@ class MusicGen(_WindowedTransformersExtractor):
             raise ConfigError(
                 f"musicgen: conditioning 'audio' needs MusicGen-Melody weights "
                 f"({', '.join(KNOWN_MELODY)}, a local musicgen_melody directory, or "
-                f"architecture: tiny_melody); {self.params['weights']!r} has no chroma conditioner"
+                f"architecture: tiny_melody | melody); {self.params['weights']!r} has no chroma "
+                "conditioner"
             )
 
     @property
@@ -553,7 +577,7 @@ class MusicGen(_WindowedTransformersExtractor):
         params = params or {}
         architecture = params.get("architecture", "from_weights")
         if architecture != "from_weights":
-            return architecture == "tiny_melody"
+            return architecture in MELODY_ARCHITECTURES
         weights = params.get("weights", cls.params_schema["properties"]["weights"]["default"])
         if weights in KNOWN_MELODY:
             return True
