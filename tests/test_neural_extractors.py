@@ -14,11 +14,8 @@ from mirprobe.audio import write_wav  # noqa: E402
 from mirprobe.config import validate_config  # noqa: E402
 from mirprobe.errors import ConfigError, ModelError  # noqa: E402
 from mirprobe.extractors import build_extractor  # noqa: E402
-from mirprobe.extractors.musicgen import (  # noqa: E402
-    EncodecLatents,
-    MusicGen,
-    window_spans,
-)
+from mirprobe.extractors.musicgen import EncodecLatents, MusicGen  # noqa: E402
+from mirprobe.extractors.windows import window_spans  # noqa: E402
 from mirprobe.features import extract_shard  # noqa: E402
 
 SR = 32000

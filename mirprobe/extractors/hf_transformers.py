@@ -26,7 +26,9 @@ normalisation, AST/Whisper filterbanks). The rate must be known while the
 Snakefile parses: it is read from a local folder's
 ``preprocessor_config.json``, or, for a hub id, from the Hugging Face cache
 (offline), or else from ``params.sample_rate``; a declared rate that differs
-from the checkpoint's is an error when the model loads. The number of blocks
+from the checkpoint's is an error when the model loads. ``do_normalize``
+overrides the feature extractor's own (MARBLE's ``processor_normalize``, which
+sets it per model); the value used is in the provenance record either way. The number of blocks
 is found the same way (``config.json``; ``params.num_layers``).
 
 **Windows**: a clip is cut into consecutive windows of ``window_seconds``
@@ -49,11 +51,10 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ConfigError, ModelError
-from .base import Extractor, mono_float32
-from .musicgen import _is_local, _seeded, _torch_dtype, hub_commit, window_spans
+from .base import Extractor
+from .musicgen import _is_local, _seeded, _torch_dtype, hub_commit
+from .windows import embed_windowed
 
 #: attribute paths of an encoder's block list, by architecture family
 _BLOCK_LISTS = ("encoder.layers", "encoder.layer", "layers", "layer")
@@ -146,6 +147,13 @@ class TransformersEncoder(Extractor):
                 "description": "The encoder's number of blocks, when config.json cannot be read "
                 "at parse time (a hub id not in the local cache).",
             },
+            "do_normalize": {
+                "type": ["boolean", "null"],
+                "default": None,
+                "description": "Override the feature extractor's do_normalize (zero-mean "
+                "unit-variance input, wav2vec2/HuBERT); null = the checkpoint's "
+                "preprocessor_config.json. The value used is recorded in provenance.",
+            },
             "pooling": {
                 "type": "string",
                 "enum": ["mean", "max"],
@@ -210,6 +218,7 @@ class TransformersEncoder(Extractor):
         # the shortest wav2vec2-style convolutional front end takes 25 ms
         self.min_input_samples = max(1, self.sample_rate // 40)
         self.model = None
+        self.feature_extractor = None
         self.commit = None
         self.weights_file = None
 
@@ -285,6 +294,10 @@ class TransformersEncoder(Extractor):
             "random_weights": self.params["random_weights"],
             "model_class": type(self.model).__name__ if self.model is not None else None,
             "weights_sha256": self.params["weights_sha256"],
+            # the input normalisation used: the checkpoint's, or params.do_normalize
+            "do_normalize": None
+            if self.feature_extractor is None
+            else getattr(self.feature_extractor, "do_normalize", None),
         }
 
     def _source_kwargs(self):
@@ -316,6 +329,13 @@ class TransformersEncoder(Extractor):
         self.device = str(device)
         params = self.params
         self.feature_extractor = self._pretrained(AutoFeatureExtractor)
+        if params["do_normalize"] is not None:
+            if not hasattr(self.feature_extractor, "do_normalize"):
+                raise ConfigError(
+                    f"transformers model {params['model']!r}: params.do_normalize given, but "
+                    f"its {type(self.feature_extractor).__name__} has no do_normalize"
+                )
+            self.feature_extractor.do_normalize = params["do_normalize"]
         rate = getattr(self.feature_extractor, "sampling_rate", None)
         if rate != self.sample_rate:
             raise ModelError(
@@ -480,6 +500,17 @@ class TransformersEncoder(Extractor):
         states.append(captured["out"] if "out" in captured else out.hidden_states[kept])
         return states[: deepest + 1]
 
+    def _embed_windows(self, windows, *, layers, deepest):
+        """Equal-length windows -> ``({layer: (n, d) pooled}, steps pooled over)``."""
+        states = self._forward(windows, deepest=deepest)
+        n_steps = self._valid_steps(len(windows[0]), states[0].shape[1])
+        pool_max = self.params["pooling"] == "max"
+        pooled = {}
+        for layer in layers:
+            state = states[int(layer)][:, :n_steps].float()
+            pooled[layer] = (state.amax(1) if pool_max else state.mean(1)).cpu().numpy()
+        return pooled, n_steps
+
     def embed(self, batch, *, layers):
         import torch
 
@@ -487,30 +518,13 @@ class TransformersEncoder(Extractor):
         if self.model is None:
             self.load(device=self.device)
         deepest = max(int(layer) for layer in layers)
-        window = self.window_samples()
-        min_tail = int(round(self.params["min_tail_seconds"] * self.sample_rate))
-        by_length = {}
-        for index, y in enumerate(batch):
-            y = mono_float32(y, allow_empty=True)
-            for start, stop in window_spans(len(y), window=window, min_tail=min_tail):
-                by_length.setdefault(stop - start, []).append((index, y[start:stop]))
-        sums = {layer: None for layer in layers}
-        weights = np.zeros(len(batch))
-        pool_max = self.params["pooling"] == "max"
         with torch.inference_mode():
-            for length in sorted(by_length):
-                group = by_length[length]
-                for chunk_start in range(0, len(group), max(1, len(batch))):
-                    chunk = group[chunk_start : chunk_start + max(1, len(batch))]
-                    states = self._forward([w for _, w in chunk], deepest=deepest)
-                    n_steps = self._valid_steps(length, states[0].shape[1])
-                    for layer in layers:
-                        state = states[int(layer)][:, :n_steps].float()
-                        pooled = (state.amax(1) if pool_max else state.mean(1)).cpu().numpy()
-                        if sums[layer] is None:
-                            sums[layer] = np.zeros((len(batch), pooled.shape[1]), np.float64)
-                        for row, (index, _) in enumerate(chunk):
-                            sums[layer][index] += pooled[row] * n_steps
-                    for index, _ in chunk:
-                        weights[index] += n_steps
-        return {layer: (sums[layer] / weights[:, None]).astype(np.float32) for layer in layers}
+            return embed_windowed(
+                batch,
+                layers=layers,
+                window=self.window_samples(),
+                min_tail=int(round(self.params["min_tail_seconds"] * self.sample_rate)),
+                embed_windows=lambda windows: self._embed_windows(
+                    windows, layers=layers, deepest=deepest
+                ),
+            )

@@ -72,9 +72,11 @@ Gaussian matched to the random encoder's output (and then to each
 residual) on a fixed seeded noise signal, so random codes are not all 0.
 ``architecture: tiny`` is a built-in test-sized architecture (2 decoder
 layers, 4 codebooks) for offline demos and tests; ``small``, ``medium`` and
-``large`` are musicgen-small/medium/large at their published sizes
-(``REAL_SIZES``; 32 kHz EnCodec, t5-base), for GPU runs and benchmarks at
-exact sizes without the hub; all of them only exist with random weights.
+``large`` are musicgen-small/medium/large at their published sizes, and
+``melody`` is musicgen-melody's (the medium decoder, 12 chroma bins, 235
+chroma steps) (``REAL_SIZES``; 32 kHz EnCodec, t5-base), for GPU runs and
+benchmarks at exact sizes without the hub; all of them only exist with random
+weights.
 
 Precision: ``dtype: auto`` runs the decoder in float16 on CUDA and float32
 on the CPU; EnCodec always runs in float32 (its codes must not change with
@@ -88,8 +90,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, ModelError
-from .base import Extractor, mono_float32
+from ..errors import ConfigError, ModelError
+from .base import Extractor
+from .windows import embed_windowed
 
 SAMPLE_RATE = 32000
 
@@ -106,13 +109,17 @@ KNOWN_MELODY = ("facebook/musicgen-melody",)
 MELODY_MODEL_TYPE = "musicgen_melody"
 TINY_DECODER_LAYERS = 2
 
-#: the hub checkpoints' published decoder sizes (fixtures' weights/SOURCES.md), for
+#: the hub checkpoints' published decoder sizes (fixtures' weights/SOURCES.md; melody: the
+#: musicgen_melody_decoder config.json of fine-tunes of facebook/musicgen-melody), for
 #: real-size random-weights builds without the hub: (hidden, blocks, heads, ffn)
 REAL_SIZES = {
     "small": (1024, 24, 16, 4096),
     "medium": (1536, 48, 24, 6144),
     "large": (2048, 48, 32, 8192),
+    "melody": (1536, 48, 24, 6144),
 }
+#: the built-in architectures of the MusicGen-Melody class
+MELODY_ARCHITECTURES = ("tiny_melody", "melody")
 
 _COMMON_PARAMS = {
     "random_weights": {
@@ -123,11 +130,12 @@ _COMMON_PARAMS = {
     },
     "architecture": {
         "type": "string",
-        "enum": ["from_weights", "tiny", "tiny_melody", "small", "medium", "large"],
+        "enum": ["from_weights", "tiny", "tiny_melody", "small", "medium", "large", "melody"],
         "default": "from_weights",
         "description": "from_weights = the architecture of `weights`; tiny / tiny_melody = "
-        "built-in test-sized MusicGen / MusicGen-Melody architectures; small/medium/large = musicgen-small/medium/large's published "
-        "sizes built without the hub (these need random_weights: true).",
+        "built-in test-sized MusicGen / MusicGen-Melody architectures; small/medium/large/"
+        "melody = musicgen-small/medium/large/melody's published sizes built without the "
+        "hub (these need random_weights: true)."
     },
     "revision": {
         "type": "string",
@@ -285,11 +293,15 @@ CHROMA = {"n_fft": 16384, "hop_length": 4096, "chunk_length": 30, "num_chroma": 
 def melody_chroma(audio, *, sampling_rate=SAMPLE_RATE, **settings):
     """``(B, samples)`` float32 tensor -> ``(B, frames, num_chroma)`` one-hot chroma, computed as
     transformers' ``MusicgenMelodyFeatureExtractor`` (what MusicgenMelodyProcessor feeds)
-    computes it from non-Demucs audio: each clip zero-padded or cut to ``chunk_length`` s, a
-    power spectrogram (torchaudio's ``Spectrogram(normalized=True)``: periodic Hann window,
-    centred, reflect padding, divided by the window's L2 norm), librosa's chroma filter bank,
-    max-normalised, then the loudest bin set to 1 and the others to 0. That class needs
-    torchaudio, which the pinned environment lacks, so its steps are written out here."""
+    computes it from non-Demucs audio: each clip cut to ``chunk_length`` s (a shorter one is
+    not padded: the extractor pads only to the longest clip of its batch, and the windows
+    batched here have equal lengths; the model then repeats the frames to ``chroma_length``),
+    zero-padded to ``n_fft`` if shorter, a power spectrogram (torchaudio's
+    ``Spectrogram(normalized=True)``: periodic Hann window, centred, reflect padding, divided
+    by the window's L2 norm), librosa's chroma filter bank, max-normalised, then the loudest
+    bin set to 1 and the others to 0. That class needs torchaudio, which has no release for
+    the pinned torch, so its steps are written out here (tests compare the two where
+    torchaudio imports)."""
     import torch
     from transformers.audio_utils import chroma_filter_bank
 
@@ -297,7 +309,6 @@ def melody_chroma(audio, *, sampling_rate=SAMPLE_RATE, **settings):
     n_fft, hop = settings["n_fft"], settings["hop_length"]
     n_samples = settings["chunk_length"] * sampling_rate
     audio = audio[:, :n_samples]
-    audio = torch.nn.functional.pad(audio, (0, n_samples - audio.shape[1]))
     if audio.shape[1] < n_fft:
         pad = n_fft - audio.shape[1]
         audio = torch.nn.functional.pad(audio, (pad // 2, pad // 2 + pad % 2))
@@ -334,14 +345,22 @@ def real_size_encodec_config():
 
 
 def real_size_musicgen_config(size):
-    """musicgen-``size`` (small, medium, large) at its published sizes, random weights only:
-    the decoder's hidden size, blocks, heads and ffn width, 4 codebooks of 2048, the
-    32 kHz EnCodec and a t5-base text encoder."""
-    from transformers import MusicgenConfig, MusicgenDecoderConfig, T5Config
+    """musicgen-``size`` (small, medium, large, melody) at its published sizes, random
+    weights only: the decoder's hidden size, blocks, heads and ffn width, 4 codebooks of
+    2048, the 32 kHz EnCodec and a t5-base text encoder; melody in the MusicGen-Melody class
+    with 12 chroma bins and 235 chroma steps (transformers' and the preprocessor's 30 s)."""
+    from transformers import (
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        T5Config,
+    )
 
     hidden, blocks, heads, ffn = REAL_SIZES[size]
     text = T5Config(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)  # t5-base
-    decoder = MusicgenDecoderConfig(
+    melody = size in MELODY_ARCHITECTURES
+    decoder = (MusicgenMelodyDecoderConfig if melody else MusicgenDecoderConfig)(
         vocab_size=2048,
         num_hidden_layers=blocks,
         hidden_size=hidden,
@@ -350,6 +369,14 @@ def real_size_musicgen_config(size):
         num_codebooks=4,
         max_position_embeddings=2048,
     )
+    if melody:
+        return MusicgenMelodyConfig(
+            text_encoder=text.to_dict(),
+            audio_encoder=real_size_encodec_config().to_dict(),
+            decoder=decoder.to_dict(),
+            num_chroma=12,
+            chroma_length=235,
+        )
     return MusicgenConfig(
         text_encoder=text, audio_encoder=real_size_encodec_config(), decoder=decoder
     )
@@ -388,18 +415,9 @@ def _seeded(seed):
         yield
 
 
-def window_spans(n_samples, *, window, min_tail):
-    """``[(start, stop)]`` windows of a clip of ``n_samples`` (see the module docstring)."""
-    if n_samples <= 0:
-        raise DataError("cannot embed an empty clip (0 samples)")
-    spans = [(start, min(start + window, n_samples)) for start in range(0, n_samples, window)]
-    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < min_tail:
-        spans.pop()
-    return spans
-
-
 class _WindowedTransformersExtractor(Extractor):
-    """Windowing, batching of equal-length windows and frame-weighted pooling."""
+    """Windowing, batching of equal-length windows and frame-weighted pooling
+    (:mod:`mirprobe.extractors.windows`)."""
 
     sample_rate = SAMPLE_RATE
     conda_env = "torch.yaml"
@@ -461,32 +479,19 @@ class _WindowedTransformersExtractor(Extractor):
         layers = self.check_layers(layers)
         if self.model is None:
             self.load(device=self.device)
-        window = int(round(self.params["window_seconds"] * self.sample_rate))
-        min_tail = int(round(self.params["min_tail_seconds"] * self.sample_rate))
-        by_length = {}
-        for index, y in enumerate(batch):
-            y = mono_float32(y, allow_empty=True)
-            for start, stop in window_spans(len(y), window=window, min_tail=min_tail):
-                by_length.setdefault(stop - start, []).append((index, y[start:stop]))
 
-        sums = {layer: None for layer in layers}
-        steps = np.zeros(len(batch))
-        max_windows = max(1, len(batch))
+        def embed_windows(windows):
+            audio = torch.from_numpy(np.stack(windows)).to(self.device)
+            return self._embed_windows(audio, layers=layers)
+
         with torch.inference_mode():
-            for length in sorted(by_length):
-                group = by_length[length]
-                for chunk_start in range(0, len(group), max_windows):
-                    chunk = group[chunk_start : chunk_start + max_windows]
-                    audio = torch.from_numpy(np.stack([w for _, w in chunk])).to(self.device)
-                    pooled, n_steps = self._embed_windows(audio, layers=layers)
-                    for row, (index, _) in enumerate(chunk):
-                        steps[index] += n_steps
-                        for layer in layers:
-                            if sums[layer] is None:
-                                dim = pooled[layer].shape[1]
-                                sums[layer] = np.zeros((len(batch), dim), dtype=np.float64)
-                            sums[layer][index] += pooled[layer][row] * n_steps
-        return {layer: (sums[layer] / steps[:, None]).astype(np.float32) for layer in layers}
+            return embed_windowed(
+                batch,
+                layers=layers,
+                window=int(round(self.params["window_seconds"] * self.sample_rate)),
+                min_tail=int(round(self.params["min_tail_seconds"] * self.sample_rate)),
+                embed_windows=embed_windows,
+            )
 
 
 class MusicGen(_WindowedTransformersExtractor):
@@ -557,7 +562,8 @@ class MusicGen(_WindowedTransformersExtractor):
             raise ConfigError(
                 f"musicgen: conditioning 'audio' needs MusicGen-Melody weights "
                 f"({', '.join(KNOWN_MELODY)}, a local musicgen_melody directory, or "
-                f"architecture: tiny_melody); {self.params['weights']!r} has no chroma conditioner"
+                f"architecture: tiny_melody | melody); {self.params['weights']!r} has no chroma "
+                "conditioner"
             )
 
     @property
@@ -571,7 +577,7 @@ class MusicGen(_WindowedTransformersExtractor):
         params = params or {}
         architecture = params.get("architecture", "from_weights")
         if architecture != "from_weights":
-            return architecture == "tiny_melody"
+            return architecture in MELODY_ARCHITECTURES
         weights = params.get("weights", cls.params_schema["properties"]["weights"]["default"])
         if weights in KNOWN_MELODY:
             return True
