@@ -161,7 +161,7 @@ def site(tmp_path_factory):
         del sys.modules[name]
 
 
-def plugin_config(*, musicnn):
+def plugin_config():
     config = json.loads(json.dumps(SMALL))
     config["datasets"]["synth_key"]["params"]["clips_per_key"] = 3
     config["datasets"]["tones"] = {"class": "toy_plugins.data:Tones", "label": "Tones"}
@@ -169,24 +169,22 @@ def plugin_config(*, musicnn):
         # by its entry-point name, with a sample rate set by its params
         "spec": {"extractor": "specstats", "label": "SpecStats", "params": {"sr": 12000}},
     }
-    if musicnn:
-        config["representations"]["musicnn"] = {"extractor": "musicnn", "label": "MusiCNN"}
     return config
 
 
 def test_plugin_classes_validate_like_built_ins(site):
-    config = validate_config(plugin_config(musicnn=False))
+    config = validate_config(plugin_config())
     assert config["datasets"]["tones"]["kind"] == "toy_plugins.data:Tones"
     assert config["representations"]["spec"]["params"] == {"sr": 12000, "n_fft": 512, "n_bands": 16}
     # the plug-in's own params schema applies
-    bad = plugin_config(musicnn=False)
+    bad = plugin_config()
     bad["representations"]["spec"]["params"]["n_fftt"] = 256
     with pytest.raises(
         ConfigError, match=r"representations\.spec\.params: Additional prop.*n_fftt"
     ):
         validate_config(bad)
     # an entry point naming a class that is no Extractor
-    bad = plugin_config(musicnn=False)
+    bad = plugin_config()
     bad["representations"]["spec"] = {"extractor": "broken"}
     with pytest.raises(ConfigError) as error:
         validate_config(bad)
@@ -212,24 +210,46 @@ def test_provenance_records_the_packages_an_extractor_names():
     assert MFCC.provenance_packages() == ("librosa",)
 
 
+def test_a_musicnn_shard_records_tensorflow(tmp_path):
+    """The versions of the distributions MusiCNN names reach its shards' environment,
+    which each cell's record copies (``environment.extract``, checked on the plug-in's
+    own distribution by the workflow run below): no TensorFlow session needed."""
+    import importlib.metadata
+
+    pytest.importorskip("musicnn")
+    from mirprobe.extractors.musicnn import MusiCNN
+    from mirprobe.features import write_feature_shard
+
+    path = tmp_path / "shard-000.npz"
+    write_feature_shard(
+        path,
+        clip_ids=["a"],
+        arrays={"layer:mean_max": np.zeros((1, 4), dtype=np.float32)},
+        excluded=[],
+        profile={},
+        extractor=MusiCNN(),
+        device="cpu",
+        code=None,
+        dataset=None,
+    )
+    with np.load(path) as shard:
+        packages = json.loads(str(shard["profile"]))["environment"]["packages"]
+    for dist in ("tensorflow", "tf_keras", "musicnn"):
+        assert packages[dist] == importlib.metadata.version(dist)
+
+
 @pytest.fixture(scope="module")
 def plugin_run(site, tmp_path_factory):
-    try:
-        import musicnn  # noqa: F401
-    except ImportError:
-        with_musicnn = False
-    else:
-        with_musicnn = True
     workdir = tmp_path_factory.mktemp("plugin_run")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(plugin_config(musicnn=with_musicnn)))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(plugin_config()))
     run(workdir)
-    return workdir, with_musicnn
+    return workdir
 
 
 @pytest.mark.workflow
 @requires_fluidsynth
 def test_the_workflow_runs_the_plugins_to_a_table(plugin_run, site):
-    workdir, _ = plugin_run
+    workdir = plugin_run
     results = workdir / "results"
     table = (results / "table.md").read_text()
     assert "| SpecStats " in table and "Tones" in table and "SynthKey" in table
@@ -273,22 +293,8 @@ def test_the_workflow_runs_the_plugins_to_a_table(plugin_run, site):
 
 @pytest.mark.workflow
 @requires_fluidsynth
-def test_a_musicnn_cell_records_tensorflow(plugin_run):
-    import importlib.metadata
-
-    workdir, with_musicnn = plugin_run
-    if not with_musicnn:
-        pytest.skip("musicnn is not installed")
-    path = workdir / "results" / "provenance" / "synth_key" / "musicnn" / "mean_max.json"
-    packages = json.loads(path.read_text())["environment"]["extract"]["packages"]
-    for dist in ("tensorflow", "tf_keras", "musicnn"):
-        assert packages[dist] == importlib.metadata.version(dist)
-
-
-@pytest.mark.workflow
-@requires_fluidsynth
 def test_editing_a_plugin_reruns_its_jobs_only(plugin_run, site):
-    workdir, with_musicnn = plugin_run
+    workdir = plugin_run
     result = run(workdir, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
     source = site / "toy_plugins" / "features.py"

@@ -48,8 +48,12 @@ def test_the_trained_taggers_run_offline_from_the_config_weights_dir(tmp_path, m
     config = yaml.safe_load(CONFIG.read_text())
     cache = tmp_path / "cache"
     config["datasets"] = copy.deepcopy(SMALL["datasets"])
+    # the taggers' wiring is checked, not the probes: one shard, one short probe config
     config["datasets"]["synth_key"]["params"]["clips_per_key"] = 3
+    config["datasets"]["synth_key"]["shard_size"] = 72
     config["probe"] = copy.deepcopy(SMALL["probe"])
+    config["probe"]["grid"]["hidden_sizes"] = [[]]
+    config["probe"]["max_steps"] = 40
     config["device"] = "cpu"
     config["weights_dir"] = [str(weights)]
     config["representations"] = {

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import requires_fluidsynth, run, write_config
+from conftest import SMALL, requires_fluidsynth, run, write_config
 from mirprobe.errors import ConfigError, ModelError
 from mirprobe.extractors.hf_transformers import TransformersEncoder
 
@@ -245,7 +245,15 @@ def test_each_architecture_runs_through_the_workflow_by_configuration(tmp_path, 
         "params": {"model": tiny_folders["hubert"], "random_weights": True},
         "layers": [1],
     }
-    write_config(tmp_path, representations=representations)
+    # what is checked is the wiring (rows, records, sample rates), not the probes: the
+    # smallest task (3 clips per key, one shard) and a single short probe config keep
+    # these 9 cells' jobs few (each imports torch)
+    datasets = json.loads(json.dumps(SMALL["datasets"]))
+    datasets["synth_key"]["params"] |= {"clips_per_key": 3, "duration": 1.0}
+    datasets["synth_key"]["shard_size"] = 72
+    probe = {**SMALL["probe"], "grid": {**SMALL["probe"]["grid"], "hidden_sizes": [[]]}}
+    probe["max_steps"] = 40
+    write_config(tmp_path, representations=representations, datasets=datasets, probe=probe)
     run(tmp_path)
     rows = (tmp_path / "results" / "table.csv").read_text().splitlines()
     titles = [row.split(",")[0] for row in rows[1:]]
