@@ -63,11 +63,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AudioDecodeError, ConfigError, DataError
-from ..task_types import TAG_SEPARATOR, TASK_TYPES, key_class, task_type_of
+from ..task_types import TASK_TYPES, task_type_of
 from .base import SPLITS, Dataset, file_sha256, write_metadata
 
 TASKS = tuple(TASK_TYPES)
-__all__ = ["TAG_SEPARATOR", "TASKS", "FolderDataset", "key_class"]
 DEFAULT_FRACTIONS = {"train": 0.7, "valid": 0.15, "test": 0.15}
 OPTIONAL_COLUMNS = ("split", "offset", "duration", "group", "clip_id")
 
