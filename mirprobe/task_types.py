@@ -26,7 +26,17 @@ A task type owns
 - song pooling: ``scores_songs`` and ``song_groups`` (which clips form a
   song; only ``key`` pools clips per song);
 - the default results-table columns (``table_columns``);
-- the quick protocol's cross-validated linear model (``fit_linear_cv``).
+- the quick protocol's cross-validated linear model (``fit_linear_cv``);
+- reading the user's raw labels into label strings: the columns of a labels
+  table that hold them (``user_label_columns``; ``uses_target_columns``: the
+  labels are numeric columns named by ``params.targets``), a table row
+  (``label_from_row``, ``kind: folder``: multilabel tags separated by ``;``,
+  key labels validated with mir_eval and spelt as the 24 key classes,
+  regression targets finite numbers) and a track attribute's value
+  (``label_from_value``, ``kind: mirdata``);
+- a dataset's label names from its label strings (``label_names``);
+- the strata of drawn splits: one per group of clips (``group_strata``,
+  ``kind: folder``) or one per clip (``clip_stratum``, ``kind: mirdata``).
 
 Label encodings (see :mod:`mirprobe.datasets.base` for the label strings):
 
@@ -42,6 +52,7 @@ only asks for the default columns) stays light.
 """
 
 import math
+from collections import Counter
 
 import numpy as np
 
@@ -54,6 +65,44 @@ from mirprobe.metrics import (
     validate_scores,
     validate_target_matrix,
 )
+
+#: separates the tags of a multilabel row in a user's labels table
+TAG_SEPARATOR = ";"
+
+
+def key_class(text, *, where):
+    """A key label validated with mir_eval, spelt as one of the 24 key classes."""
+    import mir_eval
+
+    from mirprobe.datasets.synthetic import TONICS
+
+    try:
+        mir_eval.key.validate_key(text)
+    except ValueError as error:
+        raise DataError(f"{where}: key {text!r} is not in mir_eval's format ({error})") from None
+    if text.lower() == "x" or text.split()[1] not in ("major", "minor"):
+        raise DataError(
+            f"{where}: key {text!r} is valid for mir_eval but not one of the 24 major/minor "
+            "keys the key task classifies; remove the row or give its key"
+        )
+    tonic, mode = text.split()
+    return f"{TONICS[mir_eval.key.KEY_TO_SEMITONE[tonic.lower()]]} {mode}"
+
+
+def _tags(label_string):
+    return [t for t in label_string.split("|") if t]
+
+
+def _single_value(value):
+    """A track attribute holding one string (or a list of one), stripped; DataError else."""
+    if not isinstance(value, str):
+        value = list(value)
+        if len(value) != 1:
+            raise DataError(f"{len(value)} values {value[:3]}, one expected")
+        value = str(value[0])
+    if not value.strip():
+        raise DataError("empty")
+    return value.strip()
 
 
 class TaskType:
@@ -178,6 +227,41 @@ class TaskType:
         """``(coef (n_outputs, n_features), intercept (n_outputs,), regularization)`` of
         the quick protocol's cross-validated linear model (subclass)."""
         raise NotImplementedError
+
+    # -- the user's raw labels ---------------------------------------------------
+
+    #: the labels are numeric columns named by the dataset's ``params.targets``
+    uses_target_columns = False
+
+    def user_label_columns(self, target_columns):
+        """The labels table's columns that hold a clip's label."""
+        return ["label"]
+
+    def label_from_row(self, row, *, target_columns, where):
+        """The label string of one labels-table row (dict of stripped-or-not strings);
+        ``DataError`` starting with ``where`` for a bad label."""
+        text = row["label"].strip()
+        if not text:
+            raise DataError(f"{where}: empty label")
+        return text
+
+    def label_from_value(self, value, *, where):
+        """The label string of a track attribute's ``value`` (never ``None``);
+        ``DataError`` saying why it is unusable (``where`` names the track)."""
+        return _single_value(value)
+
+    def label_names(self, label_strings, *, target_columns):
+        """The dataset's ordered label names, from its clips' label strings."""
+        return sorted(set(label_strings))
+
+    def group_strata(self, label_strings, groups):
+        """One stratum per group (a Series indexed by group) for drawing splits:
+        the group's most common label (``label_strings``, ``groups``: aligned Series)."""
+        return label_strings.groupby(groups).agg(lambda s: Counter(s).most_common(1)[0][0])
+
+    def clip_stratum(self, label_string):
+        """The stratum of one clip for drawing splits: its (first) label."""
+        return label_string.split("|")[0]
 
 
 class Multiclass(TaskType):
@@ -337,6 +421,19 @@ class Key(Multiclass):
     def batched_scorer(self, y_valid, *, labels, groups=None):
         return KeyScorer(y_valid, labels=labels, groups=groups, strategies=self.ensemble_strategies)
 
+    def label_from_row(self, row, *, target_columns, where):
+        return key_class(
+            super().label_from_row(row, target_columns=target_columns, where=where), where=where
+        )
+
+    def label_from_value(self, value, *, where):
+        return key_class(_single_value(value), where=where)
+
+    def label_names(self, label_strings, *, target_columns):
+        from mirprobe.datasets.synthetic import KEY_LABELS
+
+        return list(KEY_LABELS)
+
 
 class KeyScorer:
     """The key primary of a stack of configs' outputs: the best of the song poolings,
@@ -481,6 +578,30 @@ class Multilabel(TaskType):
             regularization.append({"C": float(model.C_[0])})
         return coef, intercept, regularization
 
+    def label_from_row(self, row, *, target_columns, where):
+        tags = [t.strip() for t in row["label"].strip().split(TAG_SEPARATOR) if t.strip()]
+        bad = [t for t in tags if "|" in t]
+        if bad:
+            raise DataError(f"{where}: tag {bad[0]!r} contains '|'")
+        return "|".join(sorted(set(tags)))
+
+    def label_from_value(self, value, *, where):
+        tags = [str(t) for t in value] if not isinstance(value, str) else [value]
+        return "|".join(sorted(set(tags)))
+
+    def label_names(self, label_strings, *, target_columns):
+        return sorted({t for s in label_strings for t in _tags(s)})
+
+    def group_strata(self, label_strings, groups):
+        """The group's rarest tag (ties: the first by name; no tags: ``""``)."""
+        freq = Counter(t for s in label_strings for t in _tags(s))
+
+        def rarest(labels):
+            tags = {t for s in labels for t in _tags(s)}
+            return min(tags, key=lambda t: (freq[t], t)) if tags else ""
+
+        return label_strings.groupby(groups).agg(rarest)
+
 
 class Regression(TaskType):
     """Real-valued outputs per clip; MSE; mean R² over outputs."""
@@ -545,6 +666,49 @@ class Regression(TaskType):
         coef = model.coef_.reshape(n_outputs, -1).astype(np.float64)
         intercept = np.broadcast_to(model.intercept_, (n_outputs,)).astype(np.float64)
         return coef, intercept, {"alpha": float(model.alpha_)}
+
+    uses_target_columns = True
+
+    def user_label_columns(self, target_columns):
+        return list(target_columns)
+
+    def label_from_row(self, row, *, target_columns, where):
+        values = []
+        for column in target_columns:
+            text = row[column].strip()
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+            if not np.isfinite(value):
+                raise DataError(f"{where}: target {column} {text!r} is not a finite number")
+            values.append(repr(value))
+        return "|".join(values)
+
+    def label_from_value(self, value, *, where):
+        """A number, or the first value of a list or array."""
+        array = np.atleast_1d(np.asarray(value, dtype=float))
+        if array.size == 0 or not np.isfinite(array[0]):
+            raise DataError(f"{value!r} is not a finite number")
+        return repr(float(array[0]))
+
+    def label_names(self, label_strings, *, target_columns):
+        return list(target_columns)
+
+    def group_strata(self, label_strings, groups):
+        """The quartile of the group's mean first target (one stratum where fewer
+        than four distinct means)."""
+        import pandas as pd
+
+        first = label_strings.map(lambda s: float(s.split("|")[0]))
+        means = first.groupby(groups).mean()
+        if means.nunique() < 4:
+            return means.map(lambda _: "")
+        return pd.qcut(means, 4, labels=False, duplicates="drop").astype(str)
+
+    def clip_stratum(self, label_string):
+        """No strata: one stratum of every clip."""
+        return ""
 
 
 TASK_TYPES = {task.name: task for task in (Multiclass(), Key(), Multilabel(), Regression())}

@@ -205,6 +205,32 @@ def test_trainer_names_are_checked():
         fit(data, small_grid()[:1], trainer="vmap")
 
 
+@pytest.mark.parametrize(
+    ("configs", "match"),
+    [
+        ([], "configs is empty"),
+        (["lr=0.1"], r"configs\[0\] must be a ProbeConfig, got str"),
+        ("twice", r"configs\[1\] repeats configs\[0\]"),
+    ],
+)
+def test_both_entry_points_check_the_configs_alike(configs, match):
+    data = problem("multiclass")
+    configs = small_grid()[:1] * 2 if configs == "twice" else configs
+    (X_train, y_train), (X_valid, y_valid) = data["train"], data["valid"]
+    with pytest.raises(ConfigError, match=match):
+        fit(data, configs, trainer="batched")
+    with pytest.raises(ConfigError, match=match):
+        fit_grid_batched(
+            X_train,
+            y_train,
+            X_valid,
+            y_valid,
+            task_type="multiclass",
+            labels=data["labels"],
+            configs=configs,
+        )
+
+
 # -- the quick protocol -------------------------------------------------------
 
 

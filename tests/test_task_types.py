@@ -4,6 +4,7 @@ table columns, dropout scaling, one validation per grid, no import circle."""
 
 import ast
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -483,4 +484,163 @@ def test_the_probes_package_has_no_import_circle_and_imports_no_private_names():
         visit(module, [])
     assert "mirprobe.probes.grid" not in set().union(
         *(imports[m] for m in imports if m != "mirprobe.probes.grid")
+    )
+
+
+# -- the user's raw labels ----------------------------------------------------------
+
+
+def test_user_label_columns_are_the_label_column_or_the_regression_targets():
+    for name in ("multiclass", "key", "multilabel"):
+        assert task_type_of(name).user_label_columns(None) == ["label"]
+        assert task_type_of(name).uses_target_columns is False
+    assert task_type_of("regression").user_label_columns(("tempo", "energy")) == [
+        "tempo",
+        "energy",
+    ]
+    assert task_type_of("regression").uses_target_columns is True
+
+
+def test_a_table_row_is_parsed_into_the_task_types_label_string():
+    row = {"label": " jazz "}
+    assert task_type_of("multiclass").label_from_row(row, target_columns=None, where="w") == "jazz"
+    # key: validated with mir_eval, respelt with flats as the 24 key classes
+    row = {"label": "C# minor"}
+    assert task_type_of("key").label_from_row(row, target_columns=None, where="w") == "Db minor"
+    # multilabel: ;-separated, stripped, deduplicated, sorted, |-joined; empty is no tags
+    row = {"label": " vocal; drums ;;vocal "}
+    assert (
+        task_type_of("multilabel").label_from_row(row, target_columns=None, where="w")
+        == "drums|vocal"
+    )
+    assert (
+        task_type_of("multilabel").label_from_row({"label": ""}, target_columns=None, where="w")
+        == ""
+    )
+    # regression: the target columns in their given order, as repr of floats
+    row = {"tempo": " 120 ", "energy": "0.25", "label": "ignored"}
+    assert (
+        task_type_of("regression").label_from_row(
+            row, target_columns=["energy", "tempo"], where="w"
+        )
+        == "0.25|120.0"
+    )
+
+
+@pytest.mark.parametrize(
+    "name, row, message",
+    [
+        ("multiclass", {"label": "  "}, r"^row 7: empty label$"),
+        ("key", {"label": ""}, r"^row 7: empty label$"),
+        ("key", {"label": "C dorian"}, r"^row 7: key 'C dorian' is not in mir_eval"),
+        ("key", {"label": "X"}, r"^row 7: key 'X' is valid for mir_eval but not one of the 24"),
+        ("multilabel", {"label": "a|b;c"}, r"^row 7: tag 'a\|b' contains '\|'$"),
+        ("regression", {"tempo": "fast"}, r"^row 7: target tempo 'fast' is not a finite number$"),
+        ("regression", {"tempo": "inf"}, r"^row 7: target tempo 'inf' is not a finite number$"),
+    ],
+)
+def test_a_bad_table_row_is_a_data_error_naming_where_and_the_value(name, row, message):
+    with pytest.raises(DataError, match=message):
+        task_type_of(name).label_from_row(row, target_columns=["tempo"], where="row 7")
+
+
+def test_a_track_attribute_value_is_parsed_into_the_task_types_label_string():
+    multiclass, key = task_type_of("multiclass"), task_type_of("key")
+    assert multiclass.label_from_value(" jazz ", where="track 1") == "jazz"
+    assert multiclass.label_from_value(["jazz"], where="track 1") == "jazz"
+    assert key.label_from_value(["f# major"], where="track 1") == "Gb major"
+    assert task_type_of("multilabel").label_from_value(["b", "a", "b"], where="t") == "a|b"
+    assert task_type_of("multilabel").label_from_value("solo", where="t") == "solo"
+    regression = task_type_of("regression")
+    assert regression.label_from_value(np.array([121.5, 60.0]), where="t") == "121.5"
+    assert regression.label_from_value(7, where="t") == "7.0"
+    with pytest.raises(DataError, match=r"^2 values \['a', 'b'\], one expected$"):
+        multiclass.label_from_value(["a", "b"], where="t")
+    with pytest.raises(DataError, match=r"^empty$"):
+        key.label_from_value(" ", where="t")
+    with pytest.raises(DataError, match=r"^track 9: key 'H major' is not in mir_eval"):
+        key.label_from_value("H major", where="track 9")
+    with pytest.raises(DataError, match=r"is not a finite number$"):
+        regression.label_from_value([], where="t")
+
+
+def test_label_names_come_from_the_label_strings_or_the_task():
+    strings = ["rock", "jazz", "rock", "blues"]
+    assert task_type_of("multiclass").label_names(strings, target_columns=None) == [
+        "blues",
+        "jazz",
+        "rock",
+    ]
+    assert task_type_of("key").label_names(["C major"], target_columns=None) == KEY_LABELS
+    assert task_type_of("multilabel").label_names(
+        ["vocal|drums", "", "ambient"], target_columns=None
+    ) == ["ambient", "drums", "vocal"]
+    assert task_type_of("regression").label_names(["1.0|2.0"], target_columns=["b", "a"]) == [
+        "b",
+        "a",
+    ]
+
+
+def test_group_strata_are_the_common_label_the_rarest_tag_or_the_target_quartile():
+    groups = pd.Series(["g1", "g1", "g1", "g2", "g3"])
+    labels = pd.Series(["rock", "jazz", "jazz", "rock", "blues"])
+    strata = task_type_of("multiclass").group_strata(labels, groups)
+    assert strata.to_dict() == {"g1": "jazz", "g2": "rock", "g3": "blues"}
+    # tag counts: a 3, b 3, c 1; ties broken by name; a group without tags: ""
+    tags = pd.Series(["a|b", "a|c", "a|b", "", "b"])
+    strata = task_type_of("multilabel").group_strata(
+        tags, pd.Series(["g1", "g2", "g3", "g4", "g5"])
+    )
+    assert strata.to_dict() == {"g1": "a", "g2": "c", "g3": "a", "g4": "", "g5": "b"}
+    # regression: the quartile of each group's mean first target
+    groups = pd.Series([f"g{i}" for i in range(8)])
+    values = pd.Series([f"{v}|99" for v in (8.0, 1.0, 7.0, 2.0, 6.0, 3.0, 5.0, 4.0)])
+    strata = task_type_of("regression").group_strata(values, groups)
+    assert strata.to_dict() == {
+        "g0": "3",
+        "g1": "0",
+        "g2": "3",
+        "g3": "0",
+        "g4": "2",
+        "g5": "1",
+        "g6": "2",
+        "g7": "1",
+    }
+    # fewer than four distinct means: one stratum
+    strata = task_type_of("regression").group_strata(pd.Series(["1.0", "2.0", "1.0"]), groups[:3])
+    assert strata.to_dict() == {"g0": "", "g1": "", "g2": ""}
+
+
+def test_the_clip_stratum_is_the_first_label_except_for_regression():
+    assert task_type_of("multiclass").clip_stratum("jazz") == "jazz"
+    assert task_type_of("key").clip_stratum("Db minor") == "Db minor"
+    assert task_type_of("multilabel").clip_stratum("drums|vocal") == "drums"
+    assert task_type_of("regression").clip_stratum("120.0") == ""
+
+
+# -- no branch on a task type's name outside mirprobe/task_types.py ---------------------
+
+BRANCH_ON_NAME = re.compile(r"task_type\s*(==|!=|not\s+in\b|in\b)")
+
+
+def test_nothing_outside_the_task_type_module_branches_on_a_task_types_name():
+    root = Path(__file__).resolve().parent.parent
+    sources = [root / "Snakefile"]
+    for folder in ("mirprobe", "scripts", "rules"):
+        sources += sorted(p for p in (root / folder).rglob("*") if p.is_file())
+    sources = [
+        p
+        for p in sources
+        if p.suffix in (".py", ".smk", "") and p != root / "mirprobe" / "task_types.py"
+    ]
+    assert root / "mirprobe" / "stages.py" in sources  # the walk reaches the sources
+    branches = [
+        f"{p.relative_to(root)}:{number}: {line.strip()}"
+        for p in sources
+        if "__pycache__" not in p.parts
+        for number, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if BRANCH_ON_NAME.search(line)
+    ]
+    assert not branches, "branch on a task type's name outside mirprobe/task_types.py:\n" + (
+        "\n".join(branches)
     )

@@ -38,6 +38,8 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..plugins import Pluggable
+from ..task_types import TASK_TYPES as _TASK_TYPE_OBJECTS
+from ..task_types import task_type_of
 
 METADATA_COLUMNS = [
     "clip_id",
@@ -49,7 +51,8 @@ METADATA_COLUMNS = [
     "song_id",
 ]
 SPLITS = ("train", "valid", "test")
-TASK_TYPES = ("multiclass", "key", "multilabel", "regression")
+#: the task types' names (``mirprobe.task_types.TASK_TYPES``)
+TASK_TYPES = tuple(_TASK_TYPE_OBJECTS)
 
 
 class Dataset(Pluggable):
@@ -64,6 +67,9 @@ class Dataset(Pluggable):
     kind = None
     #: one of TASK_TYPES
     task_type = None
+    #: the ``params`` key that chooses the task type, for a class whose task type
+    #: the config chooses (``kind: folder``, ``kind: mirdata``); its schema validates it
+    task_type_param = None
     #: JSON schema of the ``params`` mapping in the config
     params_schema = {"type": "object", "additionalProperties": False}
     #: environment file of its prepare jobs (a name in envs/)
@@ -87,9 +93,11 @@ class Dataset(Pluggable):
         problems = []
         if not isinstance(cls.kind, str) or not cls.kind:
             problems.append("no kind")
-        # None: the task type comes from the params (folder, mirdata)
-        if cls.task_type is not None and cls.task_type not in TASK_TYPES:
-            problems.append(f"task_type {cls.task_type!r} is not one of {TASK_TYPES}")
+        if cls.task_type_param is None:
+            try:
+                task_type_of(cls.task_type)
+            except ConfigError as error:
+                problems.append(f"task_type: {error}")
         if problems:
             raise ConfigError(
                 f"{where}: dataset class {cls.__module__}.{cls.__qualname__}: "

@@ -63,10 +63,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AudioDecodeError, ConfigError, DataError
+from ..task_types import TASK_TYPES, task_type_of
 from .base import SPLITS, Dataset, file_sha256, write_metadata
 
-TASKS = ("multiclass", "key", "multilabel", "regression")
-TAG_SEPARATOR = ";"
+TASKS = tuple(TASK_TYPES)
 DEFAULT_FRACTIONS = {"train": 0.7, "valid": 0.15, "test": 0.15}
 OPTIONAL_COLUMNS = ("split", "offset", "duration", "group", "clip_id")
 
@@ -97,25 +97,6 @@ PARAMS_SCHEMA = {
         "seed": {"description": "seed of the drawn splits", "type": "integer", "default": 0},
     },
 }
-
-
-def key_class(text, *, where):
-    """A key label validated with mir_eval, spelt as one of the 24 key classes."""
-    import mir_eval
-
-    from .synthetic import TONICS
-
-    try:
-        mir_eval.key.validate_key(text)
-    except ValueError as error:
-        raise DataError(f"{where}: key {text!r} is not in mir_eval's format ({error})") from None
-    if text.lower() == "x" or text.split()[1] not in ("major", "minor"):
-        raise DataError(
-            f"{where}: key {text!r} is valid for mir_eval but not one of the 24 major/minor "
-            "keys the key task classifies; remove the row or give its key"
-        )
-    tonic, mode = text.split()
-    return f"{TONICS[mir_eval.key.KEY_TO_SEMITONE[tonic.lower()]]} {mode}"
 
 
 def clip_ids_from_paths(paths):
@@ -171,6 +152,7 @@ class FolderDataset(Dataset):
 
     kind = "folder"
     params_schema = PARAMS_SCHEMA
+    task_type_param = "task"
     checks_audio_at_prepare = True
 
     def __init__(self, *, name, params=None, data_home=None):
@@ -198,8 +180,9 @@ class FolderDataset(Dataset):
             )
             raise ConfigError(f"dataset {self.name!r} ({self.kind}): {problems}")
         self.task_type = self.params["task"]
+        self.task = task_type_of(self.task_type)
         has_targets = "targets" in self.params
-        if (self.task_type == "regression") != has_targets:
+        if self.task.uses_target_columns != has_targets:
             raise ConfigError(
                 f"dataset {self.name!r} (folder): params.targets "
                 + (
@@ -226,9 +209,7 @@ class FolderDataset(Dataset):
         except (pd.errors.ParserError, UnicodeDecodeError) as error:
             raise DataError(f"{path}: cannot read the labels table ({error})") from None
         raw.columns = [c.strip() for c in raw.columns]
-        needed = ["path"] + (
-            self.params["targets"] if self.task_type == "regression" else ["label"]
-        )
+        needed = ["path"] + self.task.user_label_columns(self.params.get("targets"))
         missing = [c for c in needed if c not in raw.columns]
         if missing:
             raise DataError(
@@ -303,63 +284,20 @@ class FolderDataset(Dataset):
         return value
 
     def _label(self, rec, where):
-        if self.task_type == "regression":
-            values = []
-            for column in self.params["targets"]:
-                text = rec[column].strip()
-                try:
-                    value = float(text)
-                except ValueError:
-                    value = float("nan")
-                if not np.isfinite(value):
-                    raise DataError(f"{where}: target {column} {text!r} is not a finite number")
-                values.append(repr(value))
-            return "|".join(values)
-        text = rec["label"].strip()
-        if self.task_type == "multilabel":
-            tags = [t.strip() for t in text.split(TAG_SEPARATOR) if t.strip()]
-            bad = [t for t in tags if "|" in t]
-            if bad:
-                raise DataError(f"{where}: tag {bad[0]!r} contains '|'")
-            return "|".join(sorted(set(tags)))
-        if not text:
-            raise DataError(f"{where}: empty label")
-        if self.task_type == "key":
-            return key_class(text, where=where)
-        return text
+        return self.task.label_from_row(rec, target_columns=self.params.get("targets"), where=where)
 
     # -- the Dataset interface -------------------------------------------------
     def labels(self):
-        if self.task_type == "key":
-            from .synthetic import KEY_LABELS
-
-            return list(KEY_LABELS)
-        if self.task_type == "regression":
-            return list(self.params["targets"])
-        if self.task_type == "multilabel":
-            return sorted({t for s in self.table["label"] for t in s.split("|") if t})
-        return sorted(set(self.table["label"]))
+        return self.task.label_names(
+            self.table["label"].tolist(), target_columns=self.params.get("targets")
+        )
 
     def num_clips(self):
         return len(self.table)
 
     def _strata(self, table):
         """One stratum per group (see the module docstring)."""
-        if self.task_type in ("multiclass", "key"):
-            return table.groupby("group")["label"].agg(lambda s: Counter(s).most_common(1)[0][0])
-        if self.task_type == "multilabel":
-            freq = Counter(t for s in table["label"] for t in s.split("|") if t)
-
-            def rarest(labels):
-                tags = {t for s in labels for t in s.split("|") if t}
-                return min(tags, key=lambda t: (freq[t], t)) if tags else ""
-
-            return table.groupby("group")["label"].agg(rarest)
-        first = table["label"].map(lambda s: float(s.split("|")[0]))
-        means = first.groupby(table["group"]).mean()
-        if means.nunique() < 4:
-            return means.map(lambda _: "")
-        return pd.qcut(means, 4, labels=False, duplicates="drop").astype(str)
+        return self.task.group_strata(table["label"], table["group"])
 
     def prepare(self, out_dir, *, threads=1, on_bad_audio="error"):
         from ..audio import BAD_AUDIO_POLICIES

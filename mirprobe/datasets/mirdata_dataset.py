@@ -52,12 +52,12 @@ import functools
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from ..task_types import task_type_of
 from .base import SPLITS, Dataset, write_metadata
-from .folder import DEFAULT_FRACTIONS, TASKS, draw_splits, key_class
+from .folder import DEFAULT_FRACTIONS, TASKS, draw_splits
 from .remote import check_decodable, subset_label
 
 #: mirdata split names -> mirprobe's
@@ -120,6 +120,7 @@ class MirdataDataset(Dataset):
 
     kind = "mirdata"
     params_schema = PARAMS_SCHEMA
+    task_type_param = "task"
     checks_audio_at_prepare = True
 
     def __init__(self, *, name, params=None, data_home=None):
@@ -139,6 +140,7 @@ class MirdataDataset(Dataset):
             )
             raise ConfigError(f"dataset {self.name!r} (mirdata): {problems}")
         self.task_type = self.params["task"]
+        self.task = task_type_of(self.task_type)
 
     @property
     def root(self):
@@ -220,36 +222,12 @@ class MirdataDataset(Dataset):
     def _label(self, value, track_id):
         if value is None:
             raise DataError("none")
-        if self.task_type == "multilabel":
-            tags = [str(t) for t in value] if not isinstance(value, str) else [value]
-            return "|".join(sorted(set(tags)))
-        if self.task_type == "regression":
-            array = np.atleast_1d(np.asarray(value, dtype=float))
-            if array.size == 0 or not np.isfinite(array[0]):
-                raise DataError(f"{value!r} is not a finite number")
-            return repr(float(array[0]))
-        if not isinstance(value, str):
-            value = list(value)
-            if len(value) != 1:
-                raise DataError(f"{len(value)} values {value[:3]}, one expected")
-            value = str(value[0])
-        if not value.strip():
-            raise DataError("empty")
-        if self.task_type == "key":
-            return key_class(value.strip(), where=f"track {track_id}")
-        return value.strip()
+        return self.task.label_from_value(value, where=f"track {track_id}")
 
     def labels(self):
-        table = self.table[0]
-        if self.task_type == "key":
-            from .synthetic import KEY_LABELS
-
-            return list(KEY_LABELS)
-        if self.task_type == "regression":
-            return [self.params["label"]]
-        if self.task_type == "multilabel":
-            return sorted({t for s in table["label"] for t in s.split("|") if t})
-        return sorted(set(table["label"]))
+        return self.task.label_names(
+            self.table[0]["label"].tolist(), target_columns=[self.params["label"]]
+        )
 
     def num_clips(self):
         return len(self.table[0])
@@ -261,9 +239,7 @@ class MirdataDataset(Dataset):
         except NotImplementedError:
             official = None
         if official is None:
-            strata = table["label"].map(
-                lambda s: s.split("|")[0] if self.task_type != "regression" else ""
-            )
+            strata = table["label"].map(self.task.clip_stratum)
             assigned = draw_splits(
                 table["clip_id"].tolist(),
                 strata.tolist(),

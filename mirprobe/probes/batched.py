@@ -85,6 +85,7 @@ from mirprobe.metrics import TagExclusionWarning
 from mirprobe.probes.common import (
     GridResult,
     ProbeInputs,
+    check_configs,
     deterministic_algorithms,
     dropout_generators,
     fork_devices,
@@ -116,10 +117,11 @@ def fit_grid_batched(
 ) -> GridResult:
     """Train every config of ``configs`` batched; same result as the serial ``fit_grid``.
 
-    Usually called through ``fit_grid(..., trainer="batched")``, which checks the
-    configs first. ``fused``: use torch's fused Adam kernel (``None``: when
-    this torch has it).
+    Usually called through ``fit_grid(..., trainer="batched")``; both check the
+    configs with ``check_configs``. ``fused``: use torch's fused Adam kernel
+    (``None``: when this torch has it).
     """
+    configs = check_configs(configs)
     data = validate_inputs(
         X_train,
         y_train,

@@ -1,8 +1,9 @@
 """What the trainers share: validated inputs, grid records, dropout and determinism.
 
-``validate_inputs`` checks a grid's data once (``mirprobe.probes.grid.fit_grid``
-or a trainer's own public entry point) and returns ``ProbeInputs``; the
-trainers' internal functions take those and do not check again.
+``validate_inputs`` checks a grid's data once and ``check_configs`` its
+configs (``mirprobe.probes.grid.fit_grid`` or a trainer's own public entry
+point); ``validate_inputs`` returns ``ProbeInputs``; the trainers' internal
+functions take those and do not check again.
 """
 
 import contextlib
@@ -102,9 +103,28 @@ def _validate_targets(task, y, *, n_rows, labels, split):
         raise DataError(f"{split} targets: {error}") from None
 
 
-def check_config(config):
+def check_config(config, *, where="config"):
     if not isinstance(config, ProbeConfig):
-        raise ConfigError(f"config must be a ProbeConfig, got {type(config).__name__}")
+        raise ConfigError(f"{where} must be a ProbeConfig, got {type(config).__name__}")
+
+
+def check_configs(configs) -> list:
+    """``configs`` as a list, checked once per grid: not empty, each a
+    ``ProbeConfig``, none repeated (equal ``uid()``)."""
+    configs = list(configs)
+    if not configs:
+        raise ConfigError("configs is empty; nothing to train")
+    seen = {}
+    for index, config in enumerate(configs):
+        check_config(config, where=f"configs[{index}]")
+        uid = config.uid()
+        if uid in seen:
+            raise ConfigError(
+                f"configs[{index}] repeats configs[{seen[uid]}] (uid {uid}); "
+                "every config is trained once"
+            )
+        seen[uid] = index
+    return configs
 
 
 # -- dropout ------------------------------------------------------------------

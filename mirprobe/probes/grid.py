@@ -9,8 +9,7 @@ once per grid; the trainers' internal entry points take the checked
 
 from mirprobe.errors import ConfigError
 from mirprobe.probes.batched import train_grid_batched
-from mirprobe.probes.common import GridResult, grid_record, validate_inputs
-from mirprobe.probes.config import ProbeConfig
+from mirprobe.probes.common import GridResult, check_configs, grid_record, validate_inputs
 from mirprobe.probes.quick import fit_quick_validated
 from mirprobe.probes.training import train_validated
 
@@ -42,22 +41,7 @@ def fit_grid(
     """
     if trainer not in TRAINERS:
         raise ConfigError(f"unknown trainer {trainer!r}; expected one of {list(TRAINERS)}")
-    configs = list(configs)
-    if not configs:
-        raise ConfigError("configs is empty; nothing to train")
-    seen = {}
-    for index, config in enumerate(configs):
-        if not isinstance(config, ProbeConfig):
-            raise ConfigError(
-                f"configs[{index}] must be a ProbeConfig, got {type(config).__name__}"
-            )
-        uid = config.uid()
-        if uid in seen:
-            raise ConfigError(
-                f"configs[{index}] repeats configs[{seen[uid]}] (uid {uid}); "
-                "every config is trained once"
-            )
-        seen[uid] = index
+    configs = check_configs(configs)
     data = validate_inputs(
         X_train,
         y_train,
