@@ -7,7 +7,8 @@ standard deviation over time of the features and of their first and second
 differences (``np.diff`` along time, n = 0, 1, 2), concatenated as
 ``[mean0, std0, mean1, std1, mean2, std2]``: 72-d chroma, 120-d MFCC. The
 whole clip is summarised at once (no windowing). There is one layer,
-``stats``.
+``stats``. MFCC is computed in float64 (jukemir: float32) so that its features
+are the same on every CPU; they are stored as float32.
 """
 
 import numpy as np
@@ -69,4 +70,10 @@ class MFCC(_Handcrafted):
     def frames(self, y):
         import librosa
 
-        return librosa.feature.mfcc(y=y, sr=self.sample_rate, hop_length=HOP_LENGTH)
+        # float64, so that the 120-d statistics, rounded to float32, are the same on every
+        # CPU: in float32, the mel projection (an OpenBLAS GEMM whose kernel depends on the
+        # CPU) and power_to_db's log10 (numpy's AVX-512 or AVX2 loop) round differently
+        # by CPU, enough to change the default table's MFCC row (see README).
+        return librosa.feature.mfcc(
+            y=np.asarray(y, dtype=np.float64), sr=self.sample_rate, hop_length=HOP_LENGTH
+        )

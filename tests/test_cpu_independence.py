@@ -1,0 +1,72 @@
+"""MFCC features do not depend on the CPU: the default table's MFCC row once moved with the
+machine (an Intel AVX-512 CPU picks another OpenBLAS GEMM kernel than this AMD one, and a
+CPU without AVX-512 another numpy log10 loop). Here another CPU is simulated on this one:
+OpenBLAS is told to use an older kernel and numpy to skip its newer SIMD loops, each in a
+fresh interpreter since both are read when the libraries load."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+# one process's MFCC statistics of a few seeded chord-like clips with noise, as JSON
+CHILD = """
+import json, sys
+import numpy as np
+from numpy._core._multiarray_umath import __cpu_features__
+from mirprobe.extractors import build_extractor
+
+rng = np.random.default_rng(0)
+t = np.arange(2 * 22050) / 22050
+clips = []
+for i in range(6):
+    f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+    tones = sum(np.sin(2 * np.pi * f0 * r * t) for r in (1, 1.26, 1.5, 2))
+    clips.append((tones + 0.1 * rng.standard_normal(t.size)).astype(np.float32))
+stats = build_extractor({"extractor": "mfcc"}).embed(clips, layers=["stats"])["stats"]
+json.dump({"avx2": bool(__cpu_features__["X86_V3"]), "stats": stats.tolist()}, sys.stdout)
+"""
+
+# numpy 2.x's dispatch targets above the x86-64 baseline (AVX2 level and up)
+NUMPY_SIMD = "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
+
+
+def mfcc_stats(**env):
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        # one thread: OpenBLAS splits a GEMM by thread count too
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        **env,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD], env=environment, capture_output=True, text=True, check=True
+    )
+    record = json.loads(out.stdout)
+    # whether numpy's AVX2-level (x86-64-v3) loops run
+    return record["avx2"], np.asarray(record["stats"], dtype=np.float32)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="simulates older x86-64 CPUs")
+def test_mfcc_is_the_same_with_older_blas_kernels_and_simd_loops():
+    has_avx2, native = mfcc_stats()
+    if not has_avx2:
+        pytest.skip("this CPU has no AVX2: there is no older SIMD level to compare with")
+    # Sandy Bridge's OpenBLAS kernels (AVX, no FMA) and numpy's baseline loops only
+    v3_loops, older = mfcc_stats(
+        OPENBLAS_CORETYPE="Sandybridge", NPY_DISABLE_CPU_FEATURES=NUMPY_SIMD
+    )
+    assert not v3_loops, "NPY_DISABLE_CPU_FEATURES did not take effect: the test compares nothing"
+    assert np.isfinite(native).all() and native.shape == (6, 120)
+    differ = np.flatnonzero(native != older)
+    assert differ.size == 0, (
+        f"MFCC statistics depend on the CPU: {differ.size} of {native.size} values differ "
+        f"(max abs {np.abs(native - older).max():.3g})"
+    )
