@@ -86,16 +86,15 @@ def bootstrap_distribution(predictions, metrics, *, resamples, seed, rescore_all
 
 def _vectorised_distribution(predictions, metrics, *, draws):
     """``{metric: array (resamples,)}`` of the metrics of ``metrics`` that have a
-    vectorised form: R² of a regression cell, ROC-AUC and AP of a multilabel one
-    (units are clips for both). Others are left out (rescored by the caller)."""
+    vectorised form (``TaskType.resampled_metrics``: R² of a regression cell,
+    ROC-AUC and AP of a multilabel one; units are clips for both). Others are left
+    out (rescored by the caller)."""
+    from .task_types import task_type_of
+
     p = predictions
-    if p.task_type == "regression":
-        wanted = [m for m in metrics if m.startswith("r2_")]
-        return _r2_distribution(p.target, p.scores, p.labels, wanted, draws=draws) if wanted else {}
-    if p.task_type == "multilabel":
-        wanted = [m for m in metrics if m in RANKED_METRICS]
-        return _ranked_distribution(p.target, p.scores, wanted, draws=draws) if wanted else {}
-    return {}
+    return task_type_of(p.task_type).resampled_metrics(
+        p.target, p.scores, labels=p.labels, metrics=metrics, draws=draws
+    )
 
 
 CHUNK_ELEMENTS = 1 << 22
@@ -107,7 +106,7 @@ def _chunks(n_resamples, per_resample):
     return [slice(start, start + step) for start in range(0, n_resamples, step)]
 
 
-def _r2_distribution(target, scores, labels, metrics, *, draws):
+def r2_distribution(target, scores, labels, metrics, *, draws):
     """``r2_<label>`` and ``r2_mean`` of every resample, as
     ``sklearn.metrics.r2_score`` gives them (a constant target scores 1 if
     predicted exactly, else 0)."""
@@ -162,7 +161,7 @@ def _weighted_ranked(scores, positive, weights):
     return auc, ap, n_pos, n_neg
 
 
-def _ranked_distribution(target, scores, metrics, *, draws):
+def ranked_distribution(target, scores, metrics, *, draws):
     """Macro and micro ROC-AUC / AP of every resample (``multilabel_metrics``:
     a macro mean skips the tags with no positive or no negative in the resample;
     a metric with nothing to score is nan)."""

@@ -69,12 +69,16 @@ from mirprobe.metrics import (
 #: separates the tags of a multilabel row in a user's labels table
 TAG_SEPARATOR = ";"
 
+#: the 24 key classes, spelt as mir_eval reads them (the synthetic task renders them)
+TONICS = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
+MODES = ("major", "minor")
+#: the 24 labels; key index k has tonic pitch class k % 12 and mode MODES[k // 12]
+KEY_LABELS = [f"{tonic} {mode}" for mode in MODES for tonic in TONICS]
+
 
 def key_class(text, *, where):
     """A key label validated with mir_eval, spelt as one of the 24 key classes."""
     import mir_eval
-
-    from mirprobe.datasets.synthetic import TONICS
 
     try:
         mir_eval.key.validate_key(text)
@@ -182,6 +186,12 @@ class TaskType:
         denominator[draw].sum()`` (or ``numerator[draw].mean()``), which the
         bootstrap uses instead of rescoring each resample. Metrics that are not
         (R², ROC-AUC, AP) are left out and rescored."""
+        return {}
+
+    def resampled_metrics(self, y_true, scores, *, labels, metrics, draws) -> dict:
+        """``{metric: array (resamples,)}`` of those of ``metrics`` computed for
+        every bootstrap resample at once (``draws``: resamples x clips of row
+        indices); the others are left out and rescored resample by resample."""
         return {}
 
     def validation_metrics(self, scores, y_valid, *, labels, groups=None):
@@ -430,8 +440,6 @@ class Key(Multiclass):
         return key_class(_single_value(value), where=where)
 
     def label_names(self, label_strings, *, target_columns):
-        from mirprobe.datasets.synthetic import KEY_LABELS
-
         return list(KEY_LABELS)
 
 
@@ -499,6 +507,12 @@ class Multilabel(TaskType):
 
     def decide(self, scores):
         return (np.asarray(scores) > 0).astype(np.uint8)
+
+    def resampled_metrics(self, y_true, scores, *, labels, metrics, draws):
+        from mirprobe.bootstrap import RANKED_METRICS, ranked_distribution
+
+        wanted = [m for m in metrics if m in RANKED_METRICS]
+        return ranked_distribution(y_true, scores, wanted, draws=draws) if wanted else {}
 
     def encode(self, label_strings, *, labels):
         index = {name: i for i, name in enumerate(labels)}
@@ -608,6 +622,12 @@ class Regression(TaskType):
 
     name = "regression"
     primary_metric = "r2_mean"
+
+    def resampled_metrics(self, y_true, scores, *, labels, metrics, draws):
+        from mirprobe.bootstrap import r2_distribution
+
+        wanted = [m for m in metrics if m.startswith("r2_")]
+        return r2_distribution(y_true, scores, labels, wanted, draws=draws) if wanted else {}
 
     def encode(self, label_strings, *, labels):
         try:

@@ -13,11 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mirprobe.datasets.synthetic import KEY_LABELS
 from mirprobe.errors import ConfigError, DataError
 from mirprobe.metrics import ENSEMBLE_STRATEGIES, compute_metrics
 from mirprobe.probes import expand_grid, fit_grid
-from mirprobe.task_types import TASK_TYPES, Regression, TaskType, task_type_of
+from mirprobe.task_types import KEY_LABELS, TASK_TYPES, Regression, TaskType, task_type_of
 
 NAMES = ["multiclass", "key", "multilabel", "regression"]
 GENRES = ["rock", "blues", "jazz", "country"]  # deliberately not sorted

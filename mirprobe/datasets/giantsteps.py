@@ -73,6 +73,7 @@ import pandas as pd
 
 from ..download import Remote
 from ..errors import DataError
+from ..task_types import KEY_LABELS
 from .base import write_metadata
 from .remote import (
     RemoteDataset,
@@ -84,7 +85,6 @@ from .remote import (
     subset_label,
     verify_param,
 )
-from .synthetic import KEY_LABELS
 
 MTG_COMMIT = "fd7b8c584f7bd6d720d170c325a6d42c9bf75a6b"
 KEY_COMMIT = "c8cb8aad2cb53f165be51ea099d0dc75c64a844f"

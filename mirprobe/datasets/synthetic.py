@@ -68,13 +68,10 @@ import pandas as pd
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, DataError
+from ..task_types import KEY_LABELS, MODES, TONICS
 from .base import SPLITS, Dataset, file_sha256, write_metadata
 
 #: tonic spellings of mir_eval / jukemir (flats), pitch class = list index
-TONICS = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
-MODES = ("major", "minor")
-#: the 24 labels; key index k has tonic pitch class k % 12 and mode MODES[k // 12]
-KEY_LABELS = [f"{tonic} {mode}" for mode in MODES for tonic in TONICS]
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SOUNDFONT_ENV = "MIRPROBE_SOUNDFONT"
