@@ -224,6 +224,27 @@ def _probe_data(*, feature_paths, layer):
     return prepared, splits, carried.excluded
 
 
+def _fit_configs(configs, *, prepared, splits, device, trainer):
+    """Fit ``configs`` on the train split, early-stopped and selected on valid: the
+    grid of train_probe and each seed's grid of one in retrain_seeds alike."""
+    from .probes import fit_grid
+    from .task_types import task_type_of
+
+    train, valid = splits["train"], splits["valid"]
+    return fit_grid(
+        train.X,
+        train.y,
+        valid.X,
+        valid.y,
+        task_type=prepared["task_type"],
+        labels=prepared["labels"],
+        configs=configs,
+        valid_groups=task_type_of(prepared["task_type"]).song_groups(valid.groups),
+        device=device,
+        trainer=trainer,
+    )
+
+
 def train_probe(
     *,
     feature_paths,
@@ -240,7 +261,7 @@ def train_probe(
     from .config import training_settings
     from .features import resolve_device
     from .identity import training_identity
-    from .probes import expand_grid, fit_grid, save_probe
+    from .probes import expand_grid, save_probe
     from .task_types import task_type_of
 
     started = time.perf_counter()
@@ -254,18 +275,8 @@ def train_probe(
         max_steps=probe_config["max_steps"],
         seed=seed,
     )
-    train, valid = splits["train"], splits["valid"]
-    result = fit_grid(
-        train.X,
-        train.y,
-        valid.X,
-        valid.y,
-        task_type=prepared["task_type"],
-        labels=prepared["labels"],
-        configs=configs,
-        valid_groups=task_type_of(prepared["task_type"]).song_groups(valid.groups),
-        device=device,
-        trainer=probe_config["trainer"],
+    result = _fit_configs(
+        configs, prepared=prepared, splits=splits, device=device, trainer=probe_config["trainer"]
     )
     identity = training_identity(training_settings(probe_config), seed)
     probe_sha256 = save_probe(result.best, probe_path, identity=identity)
@@ -403,9 +414,7 @@ def retrain_seeds(
     from .errors import ConfigError
     from .features import resolve_device
     from .identity import training_identity
-    from .probes import fit_grid
     from .seeds import seed_configs, seed_summary
-    from .task_types import task_type_of
 
     seeds = probe_config.get("seeds")
     if not seeds:
@@ -422,22 +431,17 @@ def retrain_seeds(
             "remake it with `snakemake --forcerun train_probe`"
         )
     prepared, splits, _ = _probe_data(feature_paths=feature_paths, layer=layer)
-    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    test = splits["test"]
     runs = []
     configs = seed_configs(
         train_record["selected"]["config"], probe_config=probe_config, seeds=seeds
     )
     for run_seed, config in zip(seeds, configs, strict=True):
         # a grid of one: the trainer and the early stopping of the grid's own training
-        result = fit_grid(
-            train.X,
-            train.y,
-            valid.X,
-            valid.y,
-            task_type=prepared["task_type"],
-            labels=prepared["labels"],
-            configs=[config],
-            valid_groups=task_type_of(prepared["task_type"]).song_groups(valid.groups),
+        result = _fit_configs(
+            [config],
+            prepared=prepared,
+            splits=splits,
             device=device,
             trainer=probe_config["trainer"],
         )
