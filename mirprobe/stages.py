@@ -224,6 +224,21 @@ def _probe_data(*, feature_paths, layer):
     return prepared, splits, carried.excluded
 
 
+def _write_probe_record(record_path, stage, *, started, device, code, **fields):
+    """Write and return a probe stage's record (train, evaluate, seeds): its wall time
+    since ``started``, its code checked unchanged since it started, and ``fields``."""
+    record = stage_record(
+        stage,
+        wall_s=time.perf_counter() - started,
+        device=device,
+        code=checked_code_record(code),
+        **fields,
+    )
+    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
+    write_json(record_path, record)
+    return record
+
+
 def _fit_configs(configs, *, prepared, splits, device, trainer):
     """Fit ``configs`` on the train split, early-stopped and selected on valid: the
     grid of train_probe and each seed's grid of one in retrain_seeds alike."""
@@ -289,11 +304,12 @@ def train_probe(
         key=lambda r: -r["valid_primary"],
     )
     best = next(r for r in result.records if r["uid"] == result.best_config.uid())
-    record = stage_record(
+    return _write_probe_record(
+        record_path,
         "train",
-        wall_s=time.perf_counter() - started,
+        started=started,
         device=device,
-        code=checked_code_record(code),
+        code=code,
         trainer=probe_config["trainer"],
         primary_metric=primary,
         selected={
@@ -315,9 +331,6 @@ def train_probe(
         identity=identity,
         probe_sha256=probe_sha256,
     )
-    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
-    write_json(record_path, record)
-    return record
 
 
 def _test_scores(probe, *, prepared, test):
@@ -381,20 +394,18 @@ def evaluate_probe(
             "sha256": file_sha256(predictions_path),
         }
     # --
-    record = stage_record(
+    return _write_probe_record(
+        record_path,
         "evaluate",
-        wall_s=time.perf_counter() - started,
+        started=started,
         device=device,
-        code=checked_code_record(code),
+        code=code,
         metrics={k: v for k, v in metrics.items()},
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
         n_excluded=len(excluded),
         probe=probe_file,
         **extra,
     )
-    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
-    write_json(record_path, record)
-    return record
 
 
 def retrain_seeds(
@@ -458,11 +469,12 @@ def retrain_seeds(
                 "test_metrics": metrics,
             }
         )
-    record = stage_record(
+    return _write_probe_record(
+        record_path,
         "seeds",
-        wall_s=time.perf_counter() - started,
+        started=started,
         device=device,
-        code=checked_code_record(code),
+        code=code,
         trainer=probe_config["trainer"],
         main_seed=seed,
         seeds=[int(s) for s in seeds],
@@ -474,9 +486,6 @@ def retrain_seeds(
         summary=seed_summary(runs),
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
     )
-    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
-    write_json(record_path, record)
-    return record
 
 
 def _checked_seeds_record(path, *, config, train_record, train_path):
