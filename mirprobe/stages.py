@@ -224,6 +224,42 @@ def _probe_data(*, feature_paths, layer):
     return prepared, splits, carried.excluded
 
 
+def _write_probe_record(record_path, stage, *, started, device, code, **fields):
+    """Write and return a probe stage's record (train, evaluate, seeds): its wall time
+    since ``started``, its code checked unchanged since it started, and ``fields``."""
+    record = stage_record(
+        stage,
+        wall_s=time.perf_counter() - started,
+        device=device,
+        code=checked_code_record(code),
+        **fields,
+    )
+    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
+    write_json(record_path, record)
+    return record
+
+
+def _fit_configs(configs, *, prepared, splits, device, trainer):
+    """Fit ``configs`` on the train split, early-stopped and selected on valid: the
+    grid of train_probe and each seed's grid of one in retrain_seeds alike."""
+    from .probes import fit_grid
+    from .task_types import task_type_of
+
+    train, valid = splits["train"], splits["valid"]
+    return fit_grid(
+        train.X,
+        train.y,
+        valid.X,
+        valid.y,
+        task_type=prepared["task_type"],
+        labels=prepared["labels"],
+        configs=configs,
+        valid_groups=task_type_of(prepared["task_type"]).song_groups(valid.groups),
+        device=device,
+        trainer=trainer,
+    )
+
+
 def train_probe(
     *,
     feature_paths,
@@ -240,7 +276,7 @@ def train_probe(
     from .config import training_settings
     from .features import resolve_device
     from .identity import training_identity
-    from .probes import expand_grid, fit_grid, save_probe
+    from .probes import expand_grid, save_probe
     from .task_types import task_type_of
 
     started = time.perf_counter()
@@ -254,18 +290,8 @@ def train_probe(
         max_steps=probe_config["max_steps"],
         seed=seed,
     )
-    train, valid = splits["train"], splits["valid"]
-    result = fit_grid(
-        train.X,
-        train.y,
-        valid.X,
-        valid.y,
-        task_type=prepared["task_type"],
-        labels=prepared["labels"],
-        configs=configs,
-        valid_groups=task_type_of(prepared["task_type"]).song_groups(valid.groups),
-        device=device,
-        trainer=probe_config["trainer"],
+    result = _fit_configs(
+        configs, prepared=prepared, splits=splits, device=device, trainer=probe_config["trainer"]
     )
     identity = training_identity(training_settings(probe_config), seed)
     probe_sha256 = save_probe(result.best, probe_path, identity=identity)
@@ -278,11 +304,12 @@ def train_probe(
         key=lambda r: -r["valid_primary"],
     )
     best = next(r for r in result.records if r["uid"] == result.best_config.uid())
-    record = stage_record(
+    return _write_probe_record(
+        record_path,
         "train",
-        wall_s=time.perf_counter() - started,
+        started=started,
         device=device,
-        code=checked_code_record(code),
+        code=code,
         trainer=probe_config["trainer"],
         primary_metric=primary,
         selected={
@@ -304,9 +331,6 @@ def train_probe(
         identity=identity,
         probe_sha256=probe_sha256,
     )
-    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
-    write_json(record_path, record)
-    return record
 
 
 def _test_scores(probe, *, prepared, test):
@@ -370,20 +394,18 @@ def evaluate_probe(
             "sha256": file_sha256(predictions_path),
         }
     # --
-    record = stage_record(
+    return _write_probe_record(
+        record_path,
         "evaluate",
-        wall_s=time.perf_counter() - started,
+        started=started,
         device=device,
-        code=checked_code_record(code),
+        code=code,
         metrics={k: v for k, v in metrics.items()},
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
         n_excluded=len(excluded),
         probe=probe_file,
         **extra,
     )
-    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
-    write_json(record_path, record)
-    return record
 
 
 def retrain_seeds(
@@ -403,9 +425,7 @@ def retrain_seeds(
     from .errors import ConfigError
     from .features import resolve_device
     from .identity import training_identity
-    from .probes import fit_grid
     from .seeds import seed_configs, seed_summary
-    from .task_types import task_type_of
 
     seeds = probe_config.get("seeds")
     if not seeds:
@@ -422,22 +442,17 @@ def retrain_seeds(
             "remake it with `snakemake --forcerun train_probe`"
         )
     prepared, splits, _ = _probe_data(feature_paths=feature_paths, layer=layer)
-    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    test = splits["test"]
     runs = []
     configs = seed_configs(
         train_record["selected"]["config"], probe_config=probe_config, seeds=seeds
     )
     for run_seed, config in zip(seeds, configs, strict=True):
         # a grid of one: the trainer and the early stopping of the grid's own training
-        result = fit_grid(
-            train.X,
-            train.y,
-            valid.X,
-            valid.y,
-            task_type=prepared["task_type"],
-            labels=prepared["labels"],
-            configs=[config],
-            valid_groups=task_type_of(prepared["task_type"]).song_groups(valid.groups),
+        result = _fit_configs(
+            [config],
+            prepared=prepared,
+            splits=splits,
             device=device,
             trainer=probe_config["trainer"],
         )
@@ -454,11 +469,12 @@ def retrain_seeds(
                 "test_metrics": metrics,
             }
         )
-    record = stage_record(
+    return _write_probe_record(
+        record_path,
         "seeds",
-        wall_s=time.perf_counter() - started,
+        started=started,
         device=device,
-        code=checked_code_record(code),
+        code=code,
         trainer=probe_config["trainer"],
         main_seed=seed,
         seeds=[int(s) for s in seeds],
@@ -470,9 +486,6 @@ def retrain_seeds(
         summary=seed_summary(runs),
         clip_counts={k: len(v.clip_ids) for k, v in splits.items()},
     )
-    record["environment"] = {k: record[k] for k in ("host", "python", "packages", "device")}
-    write_json(record_path, record)
-    return record
 
 
 def _checked_seeds_record(path, *, config, train_record, train_path):

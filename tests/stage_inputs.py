@@ -1,6 +1,7 @@
 """What the probe stages (``mirprobe.stages.train_probe`` / ``evaluate_probe``) are
-given in the workflow, built for tests (test_stages.py, test_probes.py): a probe config
-and a feature shard that carries its dataset, as the extract stage writes it."""
+given in the workflow, built for tests (test_stages.py, test_probes.py, test_seeds.py): a
+probe config and a feature shard that carries its dataset, as the extract stage writes
+it; and the two stages run on them, as the workflow runs them."""
 
 import json
 
@@ -56,3 +57,26 @@ def write_feature_shard(path, *, task_type, labels, clips, layers, excluded=()):
         **{f"layer:{name}": features for name, features in layers.items()},
     )
     return {"feature_paths": [path], "layer": next(iter(layers)), "device": "cpu"}
+
+
+def run_probe_stages(directory, inputs, probe_config=LINEAR_PROBE_CONFIG, *, seed=0, **evaluate):
+    """Rules train_probe then evaluate_probe on ``inputs`` (see
+    :func:`write_feature_shard`), writing probe.pt, train.json and test.json in
+    ``directory``; ``evaluate``: evaluate_probe's other arguments (predictions_path).
+    Returns the two records."""
+    from mirprobe.stages import evaluate_probe, train_probe
+
+    trained = train_probe(
+        **inputs,
+        probe_config=probe_config,
+        seed=seed,
+        probe_path=directory / "probe.pt",
+        record_path=directory / "train.json",
+    )
+    evaluated = evaluate_probe(
+        **inputs,
+        probe_path=directory / "probe.pt",
+        record_path=directory / "test.json",
+        **evaluate,
+    )
+    return trained, evaluated

@@ -9,8 +9,7 @@ import json
 import pandas as pd
 import pytest
 from folder_fixtures import KEYS, TAGS, build_audio_folder, split_by_take, write_labels
-
-from conftest import run, write_config
+from workflow_runs import run_mfcc_table
 
 pytestmark = [pytest.mark.workflow]
 
@@ -61,20 +60,7 @@ def folder_run(tmp_path_factory):
         if name == "key":
             params["split_fractions"] = {"train": 0.5, "valid": 0.25, "test": 0.25}
         datasets[name] = {"kind": "folder", "label": f"My {name}", "params": params}
-    workdir = tmp_path_factory.mktemp("run")
-    write_config(
-        workdir,
-        datasets=datasets,
-        representations={"mfcc": {"extractor": "mfcc", "label": "MFCC"}},
-        probe={
-            "grid": {"hidden_sizes": [[]], "learning_rate": [0.01], "l2": [0.0], "dropout": [0.0]},
-            "eval_every": 4,
-            "patience": 2,
-            "max_steps": 16,
-        },
-    )
-    run(workdir)
-    return workdir, clips
+    return run_mfcc_table(tmp_path_factory.mktemp("run"), datasets=datasets), clips
 
 
 def test_every_task_type_gets_its_column(folder_run):

@@ -141,30 +141,18 @@ def test_present_without_a_tree_names_the_layouts(tmp_path):
 
 @pytest.mark.workflow
 def test_a_partial_genres_original_tree_runs_to_a_table_labelled_subset(tmp_path):
-    from conftest import run, write_config
+    from workflow_runs import cell_stats, run_mfcc_table, table_header
 
     tree = partial_tree(tmp_path, "genres_original", per_split=2)
     (tree["folder"] / "jazz" / "jazz.00054.wav").write_bytes(b"\x00" * 2048)
-    workdir = tmp_path / "run"
-    write_config(
-        workdir,
+    workdir = run_mfcc_table(
+        tmp_path / "run",
         data_home=str(tree["data_home"]),
         audio={"on_bad_audio": "exclude"},
         datasets={"gtzan": {"kind": "gtzan_ff", "label": "GTZAN", **config(tree["index"])}},
-        representations={"mfcc": {"extractor": "mfcc", "label": "MFCC"}},
-        probe={
-            "grid": {"hidden_sizes": [[]], "learning_rate": [0.01], "l2": [0.0], "dropout": [0.0]},
-            "eval_every": 4,
-            "patience": 2,
-            "max_steps": 16,
-        },
     )
-    run(workdir)
-    header = (workdir / "results" / "table.csv").read_text().splitlines()[0]
-    assert "GTZAN [subset (61 of 930 clips)]" in header
-    cell = json.loads(
-        (workdir / "results" / "provenance" / "gtzan" / "mfcc" / "stats.json").read_text()
-    )
+    assert "GTZAN [subset (61 of 930 clips)]" in table_header(workdir)
+    cell = cell_stats(workdir, "gtzan")
     assert cell["data"]["source"]["subset"] == "subset (61 of 930 clips)"
     excluded = cell["clips"]["excluded"]
     assert len(excluded) == 1 and "jazz.00054" in json.dumps(excluded)

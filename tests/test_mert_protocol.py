@@ -7,6 +7,7 @@ hidden state mean-pooled over time)."""
 import numpy as np
 import pytest
 import yaml
+from tiny_checkpoints import save_tiny
 
 from conftest import REPO
 from mirprobe.errors import ConfigError
@@ -121,26 +122,8 @@ def test_do_normalize_overrides_the_checkpoint_and_is_recorded(tiny_mert):
 
 
 def test_do_normalize_on_an_extractor_without_it_is_a_config_error(tmp_path):
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
-
-    config = WhisperConfig(
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_mel_bins=16,
-        vocab_size=64,
-        max_target_positions=16,
-        pad_token_id=1,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    WhisperModel(config).save_pretrained(tmp_path, safe_serialization=True)
-    WhisperFeatureExtractor(feature_size=16, sampling_rate=16000).save_pretrained(tmp_path)
+    # Whisper's feature extractor has no do_normalize
+    save_tiny("whisper", tmp_path)
     params = {"model": str(tmp_path), "do_normalize": True}
     with pytest.raises(ConfigError, match="params.do_normalize given, but its Whisper"):
         TransformersEncoder(params=params).load()

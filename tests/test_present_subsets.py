@@ -322,35 +322,23 @@ def test_emomusic_present_needs_a_local_copy():
 def test_a_partial_giantsteps_and_emomusic_run_to_a_table_labelled_subset(
     gs_home, emo_home, tmp_path
 ):
-    from conftest import run, write_config
+    from workflow_runs import cell_stats, run_mfcc_table, table_header
 
     home = gs_home["home"]
     assert emo_home["home"] == home  # both fixtures fill tmp_path/data_home
-    workdir = tmp_path / "run"
-    write_config(
-        workdir,
+    workdir = run_mfcc_table(
+        tmp_path / "run",
         data_home=str(home),
         datasets={
             "gs": {"kind": "giantsteps_clips", "label": "GiantSteps", **gs_config()},
             "emo": {"kind": "emomusic", "label": "Emomusic", **emo_config()},
         },
-        representations={"mfcc": {"extractor": "mfcc", "label": "MFCC"}},
-        probe={
-            "grid": {"hidden_sizes": [[]], "learning_rate": [0.01], "l2": [0.0], "dropout": [0.0]},
-            "eval_every": 4,
-            "patience": 2,
-            "max_steps": 16,
-        },
     )
-    run(workdir)
-    header = (workdir / "results" / "table.csv").read_text().splitlines()[0]
+    header = table_header(workdir)
     assert "GiantSteps [subset (12 of 7035 clips)]" in header
     assert "Emomusic [subset (6 of 744 clips)]" in header
     for name, label in (("gs", "subset (12 of 7035 clips)"), ("emo", "subset (6 of 744 clips)")):
-        cell = json.loads(
-            (workdir / "results" / "provenance" / name / "mfcc" / "stats.json").read_text()
-        )
-        assert cell["data"]["source"]["subset"] == label
+        assert cell_stats(workdir, name)["data"]["source"]["subset"] == label
 
 
 def test_emomusic_clips_tarball_is_unpacked_once_and_its_gaps_named(

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pytest
+from stage_inputs import run_probe_stages, write_feature_shard
 
 from conftest import requires_fluidsynth
 from mirprobe.errors import ConfigError, DataError
@@ -54,31 +55,15 @@ def noisy_clips(seed=0):
     return clips
 
 
-def write_feature_shard(tmp_path, clips):
-    """One feature shard carrying its dataset, as mirprobe.features writes it (the probe
-    stages read feature shards only)."""
-    rows = [
-        {"row": i, "clip_id": c["clip_id"], "split": c["split"], "label": c["label"]}
-        | {"song_id": c["clip_id"]}
-        for i, c in enumerate(clips)
-    ]
-    prepare = {"task_type": "multiclass", "labels": LABELS, "n_clips": len(rows)}
-    dataset = {
-        "prepare": prepare,
-        "resample": [{"stage": "resample", "wall_s": 0.0, "shard": 0}],
-        "clips": rows,
-        "excluded_at_resampling": [],
-    }
-    path = tmp_path / "features.npz"
-    np.savez(
-        path,
-        clip_ids=np.array([c["clip_id"] for c in clips]),
-        profile=np.array("{}"),
-        excluded=np.array("[]"),
-        dataset=np.array(json.dumps(dataset)),
-        **{"layer:x": np.stack([c["x"] for c in clips]).astype(np.float32)},
+def write_shard(tmp_path, clips):
+    """The stages' inputs: one feature shard of ``clips``, each clip its own song."""
+    return write_feature_shard(
+        tmp_path / "features.npz",
+        task_type="multiclass",
+        labels=LABELS,
+        clips=[{**c, "song_id": c["clip_id"]} for c in clips],
+        layers={"x": np.stack([c["x"] for c in clips]).astype(np.float32)},
     )
-    return {"feature_paths": [path], "layer": "x", "device": "cpu"}
 
 
 def with_seeds(seeds, probe_config=PROBE_CONFIG):
@@ -89,24 +74,12 @@ def with_seeds(seeds, probe_config=PROBE_CONFIG):
 def cell(tmp_path_factory):
     """A cell trained and evaluated with seed 0, as rules train_probe and evaluate_probe
     make it."""
-    from mirprobe.stages import evaluate_probe, train_probe
-
     tmp_path = tmp_path_factory.mktemp("cell")
     clips = noisy_clips()
-    inputs = write_feature_shard(tmp_path, clips)
-    trained = train_probe(
-        **inputs,
-        probe_config=PROBE_CONFIG,
-        seed=0,
-        probe_path=tmp_path / "probe.pt",
-        record_path=tmp_path / "train.json",
-    )
+    inputs = write_shard(tmp_path, clips)
     # with the per-clip predictions the table's intervals are computed from
-    evaluated = evaluate_probe(
-        **inputs,
-        probe_path=tmp_path / "probe.pt",
-        record_path=tmp_path / "test.json",
-        predictions_path=tmp_path / "predictions.npz",
+    trained, evaluated = run_probe_stages(
+        tmp_path, inputs, PROBE_CONFIG, predictions_path=tmp_path / "predictions.npz"
     )
     return {
         "dir": tmp_path,
@@ -200,19 +173,10 @@ def test_each_seed_retrains_the_selected_configuration_and_scores_it_on_test(cel
 
 @pytest.mark.parametrize("main_seed", [0, 3])
 def test_a_seed_equal_to_the_runs_seed_gives_the_main_probes_numbers(tmp_path, main_seed):
-    from mirprobe.stages import evaluate_probe, retrain_seeds, train_probe
+    from mirprobe.stages import retrain_seeds
 
-    inputs = write_feature_shard(tmp_path, noisy_clips(seed=1))
-    trained = train_probe(
-        **inputs,
-        probe_config=with_seeds([main_seed]),
-        seed=main_seed,
-        probe_path=tmp_path / "probe.pt",
-        record_path=tmp_path / "train.json",
-    )
-    evaluated = evaluate_probe(
-        **inputs, probe_path=tmp_path / "probe.pt", record_path=tmp_path / "test.json"
-    )
+    inputs = write_shard(tmp_path, noisy_clips(seed=1))
+    trained, evaluated = run_probe_stages(tmp_path, inputs, with_seeds([main_seed]), seed=main_seed)
     record = retrain_seeds(
         **inputs,
         probe_config=with_seeds([main_seed]),
@@ -259,20 +223,11 @@ def test_no_seeds_is_a_config_error_not_an_empty_record(cell, tmp_path):
 
 @pytest.mark.parametrize("trainer", ["batched", "sklearn_cv"])
 def test_the_other_trainers_retrain_as_they_trained(tmp_path, trainer):
-    from mirprobe.stages import evaluate_probe, retrain_seeds, train_probe
+    from mirprobe.stages import retrain_seeds
 
-    inputs = write_feature_shard(tmp_path, noisy_clips(seed=2))
+    inputs = write_shard(tmp_path, noisy_clips(seed=2))
     probe_config = with_seeds([0, 1], {**PROBE_CONFIG, "trainer": trainer})
-    trained = train_probe(
-        **inputs,
-        probe_config=probe_config,
-        seed=0,
-        probe_path=tmp_path / "probe.pt",
-        record_path=tmp_path / "train.json",
-    )
-    evaluated = evaluate_probe(
-        **inputs, probe_path=tmp_path / "probe.pt", record_path=tmp_path / "test.json"
-    )
+    trained, evaluated = run_probe_stages(tmp_path, inputs, probe_config)
     record = retrain_seeds(
         **inputs,
         probe_config=probe_config,

@@ -10,7 +10,7 @@ import mir_eval
 import numpy as np
 import pandas as pd
 import pytest
-from stage_inputs import LINEAR_PROBE_CONFIG, write_feature_shard
+from stage_inputs import LINEAR_PROBE_CONFIG, run_probe_stages, write_feature_shard
 
 from mirprobe.errors import DataError
 
@@ -66,18 +66,7 @@ def write_stage_inputs(tmp_path, *, task_type, labels, clips, excluded=()):
 
 
 def run_stages(tmp_path, inputs, probe_config=LINEAR_PROBE_CONFIG):
-    from mirprobe.stages import evaluate_probe, train_probe
-
-    trained = train_probe(
-        **inputs,
-        probe_config=probe_config,
-        seed=0,
-        probe_path=tmp_path / "probe.pt",
-        record_path=tmp_path / "train.json",
-    )
-    evaluated = evaluate_probe(
-        **inputs, probe_path=tmp_path / "probe.pt", record_path=tmp_path / "test.json"
-    )
+    trained, evaluated = run_probe_stages(tmp_path, inputs, probe_config)
     # the records on disk are the ones returned
     assert json.loads((tmp_path / "train.json").read_text())["selected"] == json.loads(
         json.dumps(trained["selected"])

@@ -57,13 +57,11 @@ from ..download import Remote
 from ..errors import DataError
 from .base import file_sha256, write_metadata
 from .remote import (
-    RemoteDataset,
+    VerifiedDataset,
     check_decodable,
-    check_present_is_local,
     extract_once,
-    params_schema,
     subset_label,
-    verify_param,
+    verify_schema,
 )
 
 BASE_URL = "http://cvml.unige.ch/databases/emoMusic"
@@ -172,7 +170,7 @@ def clip_path(clips, song_id):
     return Path(clips) / f"{int(song_id)}.mp3"
 
 
-class Emomusic(RemoteDataset):
+class Emomusic(VerifiedDataset):
     """Emomusic arousal/valence regression; see the module docstring."""
 
     kind = "emomusic"
@@ -184,18 +182,13 @@ class Emomusic(RemoteDataset):
         "(songs_info.csv, static_annotations.csv) and clips_45seconds/ (<n>.mp3); with "
         "params.verify: present, the clips present are used and the table says it is a subset"
     )
-    params_schema = params_schema({"verify": verify_param("all 744 clips")})
-
-    def __init__(self, *, name, params=None, data_home=None):
-        super().__init__(name=name, params=params, data_home=data_home)
-        check_present_is_local(self)
+    split_sizes = SPLIT_SIZES
+    params_schema = verify_schema("all 744 clips")
 
     def labels(self):
         return list(TARGETS)
 
-    def num_clips(self):
-        if self.params["verify"] == "strict":
-            return sum(SPLIT_SIZES.values())
+    def num_present(self):
         return len(self._present["table"])
 
     def _unpacked(self, out_dir):

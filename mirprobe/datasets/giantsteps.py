@@ -76,14 +76,12 @@ from ..errors import DataError
 from ..task_types import KEY_LABELS
 from .base import write_metadata
 from .remote import (
-    RemoteDataset,
+    VerifiedDataset,
     check_decodable,
-    check_present_is_local,
     extract_once,
     key_label,
-    params_schema,
     subset_label,
-    verify_param,
+    verify_schema,
 )
 
 MTG_COMMIT = "fd7b8c584f7bd6d720d170c325a6d42c9bf75a6b"
@@ -298,7 +296,7 @@ def song_durations(paths):
     return durations
 
 
-class GiantStepsClips(RemoteDataset):
+class GiantStepsClips(VerifiedDataset):
     """GiantSteps key in 30 s clips; see the module docstring."""
 
     kind = "giantsteps_clips"
@@ -311,18 +309,13 @@ class GiantStepsClips(RemoteDataset):
         "md5/); with params.verify: present, the songs whose mp3 is in audio/ are used (each "
         "still md5-checked) and the table says it is a subset"
     )
-    params_schema = params_schema({"verify": verify_param("all 1,763 songs' audio")})
-
-    def __init__(self, *, name, params=None, data_home=None):
-        super().__init__(name=name, params=params, data_home=data_home)
-        check_present_is_local(self)
+    split_sizes = CLIPS_PER_SPLIT
+    params_schema = verify_schema("all 1,763 songs' audio")
 
     def labels(self):
         return list(KEY_LABELS)
 
-    def num_clips(self):
-        if self.params["verify"] == "strict":
-            return sum(CLIPS_PER_SPLIT.values())
+    def num_present(self):
         return len(self._present["clips"])
 
     def audio_remotes(self, songs, *, mtg_root, key_root):

@@ -52,14 +52,12 @@ from ..download import Remote, file_checksum
 from ..errors import DataError
 from .base import SPLITS, write_metadata
 from .remote import (
-    RemoteDataset,
+    VerifiedDataset,
     check_decodable,
-    check_present_is_local,
     extract_once,
     mirdata_dataset,
-    params_schema,
     subset_label,
-    verify_param,
+    verify_schema,
 )
 
 GENRES = "blues classical country disco hiphop jazz metal pop reggae rock".split()
@@ -144,7 +142,6 @@ LAYOUTS = (
     ("genres_original", "Data/genres_original"),  # the widely shared copy (Kaggle)
 )
 AUDIO_SUFFIXES = (".wav", ".au")
-VERIFY_PARAM = verify_param("all 930 clips")
 
 
 def find_layout(raw):
@@ -164,7 +161,7 @@ def find_track(folder, genre, clip_id):
     return None
 
 
-class GtzanFaultFiltered(RemoteDataset):
+class GtzanFaultFiltered(VerifiedDataset):
     """GTZAN genre, fault-filtered split; see the module docstring."""
 
     kind = "gtzan_ff"
@@ -176,7 +173,9 @@ class GtzanFaultFiltered(RemoteDataset):
         "genres/<genre>/ (.wav or .au) or Data/genres_original/<genre>/; with params.verify: "
         "present, the clips present are used and the table says it is a subset"
     )
-    params_schema = params_schema(
+    split_sizes = SPLIT_SIZES
+    params_schema = verify_schema(
+        "all 930 clips",
         {
             "mirdata_index": {
                 "description": "local mirdata gtzan_genre 1.0 index file (null = mirdata's "
@@ -184,13 +183,8 @@ class GtzanFaultFiltered(RemoteDataset):
                 "type": ["string", "null"],
                 "default": None,
             },
-            "verify": VERIFY_PARAM,
-        }
+        },
     )
-
-    def __init__(self, *, name, params=None, data_home=None):
-        super().__init__(name=name, params=params, data_home=data_home)
-        check_present_is_local(self)
 
     @classmethod
     def jukemir_uid(cls, clip_id):
@@ -200,9 +194,7 @@ class GtzanFaultFiltered(RemoteDataset):
     def labels(self):
         return list(GENRES)
 
-    def num_clips(self):
-        if self.params["verify"] == "strict":
-            return sum(SPLIT_SIZES.values())
+    def num_present(self):
         return len(self._present_table.dropna(subset=["audio_path"]))
 
     def _list_paths(self):

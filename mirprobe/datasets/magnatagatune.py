@@ -43,13 +43,11 @@ from ..download import Remote
 from ..errors import DataError
 from .base import write_metadata
 from .remote import (
-    RemoteDataset,
+    VerifiedDataset,
     check_decodable,
-    check_present_is_local,
     extract_once,
-    params_schema,
     subset_label,
-    verify_param,
+    verify_schema,
 )
 
 BASE_URL = "http://mi.soi.city.ac.uk/datasets/magnatagatune"
@@ -178,7 +176,7 @@ def find_mp3_tree(raw):
     return None
 
 
-class MagnaTagATune(RemoteDataset):
+class MagnaTagATune(VerifiedDataset):
     """MagnaTagATune top-50 tagging; see the module docstring."""
 
     kind = "magnatagatune"
@@ -189,22 +187,13 @@ class MagnaTagATune(RemoteDataset):
         "Instead of mp3.zip.001-003, magnatagatune/ may hold the mp3s unpacked: mp3/0/ ... "
         "mp3/f/ (or 0/ ... f/); with params.verify: present, the clips present are used"
     )
-    params_schema = params_schema(
-        {
-            "verify": verify_param("all 25,860 clips"),
-        }
-    )
-
-    def __init__(self, *, name, params=None, data_home=None):
-        super().__init__(name=name, params=params, data_home=data_home)
-        check_present_is_local(self)
+    split_sizes = SPLIT_SIZES
+    params_schema = verify_schema("all 25,860 clips")
 
     def labels(self):
         return list(TOP50_TAGS)
 
-    def num_clips(self):
-        if self.params["verify"] == "strict":
-            return sum(SPLIT_SIZES.values())
+    def num_present(self):
         raw = self.raw_dir(None)
         csvs = [raw / REMOTES[k].path for k in CSV_KEYS]
         absent = [str(p) for p in csvs if not p.is_file()]

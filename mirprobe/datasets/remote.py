@@ -410,6 +410,34 @@ def check_present_is_local(dataset):
         )
 
 
+def verify_schema(what, properties=None):
+    """The params schema of a paper dataset: ``properties`` and its ``verify`` param
+    (:func:`verify_param`)."""
+    return params_schema({**(properties or {}), "verify": verify_param(what)})
+
+
+class VerifiedDataset(RemoteDataset):
+    """A paper dataset with the ``verify`` param (:func:`verify_schema`): ``strict``
+    gives all of :attr:`split_sizes`; ``present`` the verified clips of a local copy
+    (:func:`check_present_is_local`), counted by :meth:`num_present`."""
+
+    #: ``{split: clips}`` of the whole dataset
+    split_sizes = None
+
+    def __init__(self, *, name, params=None, data_home=None):
+        super().__init__(name=name, params=params, data_home=data_home)
+        check_present_is_local(self)
+
+    def num_clips(self):
+        if self.params["verify"] == "strict":
+            return sum(self.split_sizes.values())
+        return self.num_present()
+
+    def num_present(self):
+        """The clips ``verify: present`` runs on (read when the workflow is parsed)."""
+        raise NotImplementedError
+
+
 def subset_label(n_clips, n_total):
     """How a run on part of a dataset is labelled in its prepare record, provenance and table."""
     return f"subset ({n_clips} of {n_total} clips)"
