@@ -201,14 +201,6 @@ def check_probe(config):
         raise ConfigError(f"probe: {error}") from None
 
 
-def training_settings(probe_config):
-    """The ``probe`` settings the grid is trained and selected with: all but
-    ``seeds``, which only retrain the selected configuration afterwards (rule
-    retrain_seeds). So listing seeds reruns no grid, and the probe files and
-    their training identity (mirprobe.identity) stay those of a run without."""
-    return {key: value for key, value in probe_config.items() if key != "seeds"}
-
-
 def table_row_title(config, name, layer):
     """The table's title of representation ``name`` at ``layer``."""
     title = config["representations"][name]["label"] or name

@@ -78,3 +78,11 @@ def check_table_cell(provenance, test_record, *, probe_config, provenance_path, 
             f"{provenance_path} and {test_path} describe different probes "
             f"({provenance.get('probe_identity')} and {test_record.get('probe')}): {_REMEDY}"
         )
+
+
+def training_settings(probe_config):
+    """The ``probe`` settings the grid is trained and selected with: all but
+    ``seeds``, which only retrain the selected configuration afterwards (rule
+    retrain_seeds). So listing seeds reruns no grid, and the probe files and
+    their training identity (mirprobe.identity) stay those of a run without."""
+    return {key: value for key, value in probe_config.items() if key != "seeds"}

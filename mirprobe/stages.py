@@ -273,9 +273,8 @@ def train_probe(
     """Train the probe grid on train, select on valid; save the selected probe.
 
     ``probe_config["seeds"]``, if any, is not this stage's (see :func:`retrain_seeds`)."""
-    from .config import training_settings
     from .features import resolve_device
-    from .identity import training_identity
+    from .identity import training_identity, training_settings
     from .probes import expand_grid, save_probe
     from .task_types import task_type_of
 
@@ -421,10 +420,9 @@ def retrain_seeds(
     """Retrain the configuration ``train.json`` selected with each of
     ``probe_config["seeds"]`` and score each once on test (:mod:`mirprobe.seeds`);
     the selected probe file and its records are left as they are."""
-    from .config import training_settings
     from .errors import ConfigError
     from .features import resolve_device
-    from .identity import training_identity
+    from .identity import training_identity, training_settings
     from .seeds import seed_configs, seed_summary
 
     seeds = probe_config.get("seeds")
@@ -538,9 +536,8 @@ def cell_provenance(
     the configuration came from (:func:`mirprobe.config.config_sources`)."""
     import numpy as np
 
-    from .config import training_settings
     from .features import load_shard_datasets
-    from .identity import check_cell
+    from .identity import check_cell, training_settings
     from .provenance import build_cell_record
 
     code = code_record("provenance")

@@ -1,5 +1,5 @@
 # the grid's settings: probe.seeds, which retrain_seeds alone reads, reruns no grid
-from mirprobe.config import training_settings
+from mirprobe.identity import training_settings
 
 
 rule train_probe:

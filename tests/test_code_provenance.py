@@ -93,6 +93,8 @@ def test_a_job_depends_on_the_modules_its_stage_imports_and_on_no_other():
         "mirprobe/task_types.py",
     } <= train
     assert "mirprobe/probes/quick.py" in train and HANDCRAFTED not in train
+    # the table's code is not training code: editing it reruns the table only
+    assert "mirprobe/tables.py" not in train
     assert set(rule_sources("table")) == {
         "mirprobe/__init__.py",
         "mirprobe/atomic.py",

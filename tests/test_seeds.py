@@ -430,7 +430,8 @@ def test_bad_seeds_are_a_config_error_naming_the_key(seeds, problem):
 
 
 def test_seeds_default_to_none_and_are_recorded_as_integers():
-    from mirprobe.config import training_settings, validate_config
+    from mirprobe.config import validate_config
+    from mirprobe.identity import training_settings
 
     config = validate_config(default_config())
     assert config["probe"]["seeds"] is None

@@ -285,7 +285,8 @@ class MirdataDataset(Dataset):
         report = mirdata_report(self.loader)
         present = set(table["track_id"])
         absent_ids = {m["track_id"] for m in missing}
-        mismatched = [m for m in report["invalid"] if m.split(":")[0] in present]
+        # spelt like the metadata's audio paths (resolved), so a file reads the same everywhere
+        mismatched = [_resolved_entry(m) for m in report["invalid"] if m.split(":")[0] in present]
         missing_files = [m for m in report["missing"] if m.split(":")[0] not in absent_ids]
         if self.params["verify"] == "strict" and (mismatched or missing_files):
             raise DataError(
@@ -332,3 +333,9 @@ class MirdataDataset(Dataset):
             "missing_files": missing_files,
             "bad_audio": bad_audio,
         }
+
+
+def _resolved_entry(entry):
+    """``"<track>: <path>"`` of mirdata's report with the path resolved."""
+    track, sep, path = entry.partition(": ")
+    return f"{track}: {Path(path).resolve()}" if sep and path else entry
