@@ -147,7 +147,9 @@ def test_batch_independent_variant_is_per_clip(audio):
     assert Choi.dataset_batch_size({}) == 256
     together = independent.embed(list(audio.values()))["all"]
     alone = independent.embed([audio["strings"]])["all"]
-    np.testing.assert_allclose(alone[0], together[1], rtol=1e-5, atol=1e-5)
+    # float32 sums over a batch's shapes round differently on some CPUs (1.2e-5 relative
+    # on an AMD EPYC); the batch-statistics variant differs by more than 1e-2
+    np.testing.assert_allclose(alone[0], together[1], rtol=1e-4, atol=1e-4)
 
 
 def test_jukemir_batches_are_python2_shuffles():

@@ -51,6 +51,12 @@ def md_table(text):
     return lines[:end]
 
 
+def cells(line):
+    """The cells of a markdown table line, stripped (a rule line's dashes as one "-")."""
+    out = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    return ["-" if cell and set(cell) <= {"-", ":"} else cell for cell in out]
+
+
 def commands(line):
     """The commands of one shell line: its ``&&`` / ``||`` / ``;`` / ``|`` parts, each
     as its words without leading ``VAR=value`` assignments (comments dropped)."""
@@ -164,21 +170,95 @@ def test_the_readme_table_is_the_default_runs(default_run):
     assert default_table(README.read_text()) == ours
 
 
+def readme_row_entry(text):
+    """The ``representations:`` entry the README offers beside the default run (its
+    yaml block naming ``musicgen_tiny_random``), as a mapping."""
+    import yaml
+
+    for language, lines in code_blocks(text):
+        if language == "yaml" and any("musicgen_tiny_random:" in line for line in lines):
+            return yaml.safe_load("\n".join(lines))
+    raise AssertionError(f"{README}: no yaml block names musicgen_tiny_random")
+
+
+def readme_row_lines(text):
+    """The table lines the README states for that entry (the table after its block)."""
+    section = text.split("musicgen_tiny_random:", 1)[1]
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+@pytest.fixture(scope="module")
+def default_run_with_readme_row(default_run, tmp_path_factory):
+    """The default run with the README's MusicGen-tiny entry added, as a user adds it:
+    only its cells and the table are new (a copy, so the default run stays as it was)."""
+    import yaml
+
+    entry = readme_row_entry(README.read_text())
+    workdir = tmp_path_factory.mktemp("readme_row_run")
+    shutil.copytree(default_run, workdir, dirs_exist_ok=True, symlinks=True)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["representations"] |= entry
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "snakemake"),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    return workdir, entry
+
+
 @pytest.mark.workflow
 @requires_fluidsynth
-def test_the_default_runs_report_holds_curves_deltas_and_records(default_run, tmp_path):
+def test_the_readme_row_is_what_adding_its_entry_gives(default_run, default_run_with_readme_row):
+    workdir, entry = default_run_with_readme_row
+    (name,) = entry
+    assert len(entry[name]["layers"]) >= 2, "the README's entry should show a per-layer curve"
+    table = md_table((workdir / "results" / "table.md").read_text())
+    label = entry[name]["label"]
+    ours = [line for line in table if line.startswith(f"| {label} ")]
+    assert len(ours) == len(entry[name]["layers"])
+    stated = readme_row_lines(README.read_text())
+    assert [cells(line) for line in stated] == [cells(line) for line in ours]
+    # the default rows are untouched by the addition (the columns are only wider)
+    default = md_table((default_run / "results" / "table.md").read_text())
+    others = [cells(line) for line in table if line not in ours]
+    assert others == [cells(line) for line in default]
+
+
+@pytest.mark.workflow
+@requires_fluidsynth
+def test_the_default_runs_report_holds_curves_deltas_and_records(
+    default_run_with_readme_row, tmp_path
+):
     import json
     import zipfile
 
+    workdir, entry = default_run_with_readme_row
+    (name,) = entry
     report = tmp_path / "report.zip"
     command = [
         str(VENV_BIN / "snakemake"),
         "--snakefile",
         str(REPO / "Snakefile"),
         "--configfile",
-        str(REPO / "config.yaml"),
+        str(workdir / "config.yaml"),
         "--directory",
-        str(default_run),
+        str(workdir),
         "--report",
         str(report),
     ]
@@ -186,8 +266,12 @@ def test_the_default_runs_report_holds_curves_deltas_and_records(default_run, tm
     assert result.returncode == 0, result.stderr[-4000:]
     archive = zipfile.ZipFile(report)
     names = archive.namelist()
-    records = sorted((default_run / "results" / "provenance").rglob("*.json"))
-    assert len(records) == 3  # chroma, mfcc, musicnn on synth_key
+    # the table in every format
+    for wanted in ("table.md", "table.csv", "table.tex"):
+        assert any(n.endswith(f"/{wanted}") for n in names), wanted
+    records = sorted((workdir / "results" / "provenance").rglob("*.json"))
+    # chroma, mfcc, musicnn and the README entry's layers on synth_key
+    assert len(records) == 3 + len(entry[name]["layers"])
     for path in records:
         record = json.loads(path.read_text())
         probe = record["selected_probe"]
@@ -195,8 +279,13 @@ def test_the_default_runs_report_holds_curves_deltas_and_records(default_run, tm
         steps = [step for step, _ in probe["curve"]]
         assert steps[0] == 0 and probe["best_step"] in steps and len(steps) >= 2
         rep, layer = path.parent.name, path.stem
-        (figure,) = [n for n in names if n.endswith(f"curve--synth_key--{rep}--{layer}.png")]
-        assert archive.read(figure)[:8] == b"\x89PNG\r\n\x1a\n"
+        for kind in ("curve", "confusion"):
+            (figure,) = [n for n in names if n.endswith(f"{kind}--synth_key--{rep}--{layer}.png")]
+            assert archive.read(figure)[:8] == b"\x89PNG\r\n\x1a\n"
+    # the multi-layer entry's per-layer curve, and only its
+    layer_figures = [n for n in names if "/layers--" in n or n.startswith("layers--")]
+    assert [n.rsplit("/", 1)[-1] for n in layer_figures] == [f"layers--synth_key--{name}.png"]
+    assert archive.read(layer_figures[0])[:8] == b"\x89PNG\r\n\x1a\n"
     # every provenance record is attached, as it is
     attached = sorted(archive.read(n) for n in names if n.endswith(".json"))
     assert attached == sorted(path.read_bytes() for path in records)
