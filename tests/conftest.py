@@ -160,3 +160,27 @@ def finished_run(tmp_path_factory):
     write_config(workdir)
     run(workdir)
     return workdir
+
+
+#: the modules of the longest runs, started first when pytest-xdist spreads the
+#: suite over workers (so that no long run starts last and leaves one worker idle)
+LONG_FIRST = ("test_readme.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the tests for pytest-xdist (``--dist loadgroup``): a module's tests run on
+    one worker, so that its module fixtures (a workflow run, a SLURM cluster) are built
+    once; every module whose tests read the shared ``finished_run`` joins one group, so
+    that run is made once and its deletion test never races a reader. The long groups go
+    first."""
+    shared = {item.path.name for item in items if "finished_run" in item.fixturenames}
+    for item in items:
+        group = "finished_run" if item.path.name in shared else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item):
+        if item.path.name in LONG_FIRST:
+            return 0
+        return 1 if item.path.name in shared else 2
+
+    items.sort(key=rank)  # stable: the order within a rank is pytest's

@@ -167,7 +167,7 @@ def default_run(tmp_path_factory):
 def test_the_readme_table_is_the_default_runs(default_run):
     ours = md_table((default_run / "results" / "table.md").read_text())
     assert len(ours) >= 3
-    assert default_table(README.read_text()) == ours
+    assert default_table(README.read_text()) == ours, "\n".join(ours)
 
 
 def readme_row_entry(text):
@@ -233,7 +233,7 @@ def test_the_readme_row_is_what_adding_its_entry_gives(default_run, default_run_
     ours = [line for line in table if line.startswith(f"| {label} ")]
     assert len(ours) == len(entry[name]["layers"])
     stated = readme_row_lines(README.read_text())
-    assert [cells(line) for line in stated] == [cells(line) for line in ours]
+    assert [cells(line) for line in stated] == [cells(line) for line in ours], "\n".join(ours)
     # the default rows are untouched by the addition (the columns are only wider)
     default = md_table((default_run / "results" / "table.md").read_text())
     others = [cells(line) for line in table if line not in ours]
