@@ -70,3 +70,67 @@ def test_mfcc_is_the_same_with_older_blas_kernels_and_simd_loops():
         f"MFCC statistics depend on the CPU: {differ.size} of {native.size} values differ "
         f"(max abs {np.abs(native - older).max():.3g})"
     )
+
+
+# one process's MusiCNN features (the default MSD_musicnn, mean_max) of a few seeded clips
+MUSICNN_CHILD = """
+import json, sys
+import numpy as np
+from numpy._core._multiarray_umath import __cpu_features__
+from mirprobe.extractors import build_extractor
+
+rng = np.random.default_rng(0)
+t = np.arange(4 * 16000) / 16000
+clips = []
+for i in range(4):
+    f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+    tones = sum(np.sin(2 * np.pi * f0 * r * t) for r in (1, 1.26, 1.5, 2))
+    y = tones + 0.1 * rng.standard_normal(t.size)
+    clips.append((0.9 * y / np.abs(y).max()).astype(np.float32))
+out = build_extractor({"extractor": "musicnn"}).embed(clips, layers=["mean_max"])["mean_max"]
+json.dump({"avx2": bool(__cpu_features__["X86_V3"]), "features": out.tolist()}, sys.stdout)
+"""
+
+
+def musicnn_features(**env):
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **env,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", MUSICNN_CHILD],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    record = json.loads(out.stdout)
+    return record["avx2"], np.asarray(record["features"], dtype=np.float32)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="simulates older x86-64 CPUs")
+def test_musicnn_is_the_same_with_older_blas_simd_and_onednn_kernels():
+    """The float16 mel rounded OpenBLAS's last bits into flips, and TensorFlow's
+    contractions run oneDNN's sgemm, whose kernel oneDNN picks by ISA (ONEDNN_MAX_CPU_ISA
+    stands in for an older CPU; the extractor sets its own, which must win)."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("musicnn")
+    has_avx2, native = musicnn_features()
+    if not has_avx2:
+        pytest.skip("this CPU has no AVX2: there is no older SIMD level to compare with")
+    v3_loops, older = musicnn_features(
+        OPENBLAS_CORETYPE="Sandybridge",
+        NPY_DISABLE_CPU_FEATURES=NUMPY_SIMD,
+        ONEDNN_MAX_CPU_ISA="AVX",
+    )
+    assert not v3_loops, "NPY_DISABLE_CPU_FEATURES did not take effect: the test compares nothing"
+    assert np.isfinite(native).all() and native.shape == (4, 1506)
+    differ = np.flatnonzero(native != older)
+    assert differ.size == 0, (
+        f"MusiCNN features depend on the CPU: {differ.size} of {native.size} values differ "
+        f"(max abs {np.abs(native - older).max():.3g})"
+    )

@@ -53,6 +53,19 @@ float32`` (default) recomputes just the overflowing values in float32
 package wherever the package is finite;
 ``log_compression: package`` reproduces the overflow bit for bit.
 
+The same features on every CPU: the mel spectrogram is computed in float64 and then
+rounded to float16 (the package: float32, then float16). In float32, librosa's mel
+projection is an OpenBLAS GEMM whose kernel OpenBLAS picks by CPU, and rounding to float16
+turned its last-bit differences into float16 flips (10 of 145k mel values with Sandy
+Bridge's kernels instead of this AMD EPYC's Haswell ones). TensorFlow's matrix products and
+convolutions end in oneDNN's sgemm (Eigen's contraction kernel, even with
+``TF_ENABLE_ONEDNN_OPTS=0``), whose kernel oneDNN picks by CPU ISA at runtime (AVX2, AVX
+and SSE4.1 gave different last bits here): :data:`TF_KERNEL_ENVIRONMENT` sets
+``ONEDNN_MAX_CPU_ISA=SSE41`` (and oneDNN's graph rewrites off) in the extracting process
+before TensorFlow loads, overriding the environment. The features then differ from the
+package's by float16 rounding of a few mel values and float32 rounding in TensorFlow
+(within 1e-4).
+
 TensorFlow runs on the CPU (``wants_gpu = False``: a 30 s clip takes about
 a second). ``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow is imported,
 because the package's ``tf.compat.v1.layers`` need ``tf_keras`` under
@@ -86,6 +99,11 @@ BIG_FILES = {
     ".data-00000-of-00001": (95817164, "git-blob:8797b12a184750ac483685d294a715259922b1b4"),
 }
 DEFAULT_CACHE = "~/.cache/mirprobe/musicnn"
+#: set before TensorFlow runs (see "The same features on every CPU" in the module docstring):
+#: TensorFlow's Eigen kernels for the graph's ops, and oneDNN (whose sgemm Eigen's
+#: contractions call even so) held to its lowest ISA, SSE4.1, which every x86-64 CPU it
+#: runs on has, so that it picks the same GEMM kernel everywhere
+TF_KERNEL_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "SSE41"}
 #: checkpoint entries that are training state, not part of the inference graph
 OPTIMIZER_VARIABLES = ("beta1_power", "beta2_power")
 
@@ -275,6 +293,7 @@ class MusiCNN(Extractor):
                 entry["sha256"] = file_checksum(self.big_files[remote.path])
             files[remote.path] = entry
         return {
+            "tensorflow_environment": dict(TF_KERNEL_ENVIRONMENT),
             "repository": BIG_REPOSITORY,
             "commit": BIG_COMMIT,
             "checkpoint_dir": str(self.big_dir().resolve()),
@@ -288,6 +307,9 @@ class MusiCNN(Extractor):
     def load(self, *, device="cpu", dtype=None):
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # the same kernels on every CPU (module docstring); read when TensorFlow loads
+        # oneDNN and at its first use, so set before either
+        os.environ.update(TF_KERNEL_ENVIRONMENT)
         try:
             import librosa
             import tensorflow as tf
@@ -352,8 +374,9 @@ class MusiCNN(Extractor):
         import librosa
 
         config = self.config
+        # float64, rounded to the package's float16 (module docstring: the same on every CPU)
         mel = librosa.feature.melspectrogram(
-            y=y,
+            y=np.asarray(y, dtype=np.float64),
             sr=config.SR,
             hop_length=config.FFT_HOP,
             n_fft=config.FFT_SIZE,
