@@ -173,6 +173,8 @@ def pytest_collection_modifyitems(config, items):
     once; every module whose tests read the shared ``finished_run`` joins one group, so
     that run is made once and its deletion test never races a reader. The long groups go
     first."""
+    if not getattr(config.option, "numprocesses", None):
+        return  # one process: pytest's own order
     shared = {item.path.name for item in items if "finished_run" in item.fixturenames}
     for item in items:
         group = "finished_run" if item.path.name in shared else item.path.name
