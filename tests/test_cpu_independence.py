@@ -15,43 +15,55 @@ import pytest
 
 from conftest import REPO
 
-# one process's MFCC statistics of a few seeded chord-like clips with noise, as JSON
+# one process's features of a few seeded chord-like clips with noise, as JSON
+# (argv: extractor, sample rate, seconds, clips, layer)
 CHILD = """
 import json, sys
 import numpy as np
 from numpy._core._multiarray_umath import __cpu_features__
 from mirprobe.extractors import build_extractor
 
+name, sr, seconds, n, layer = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rng = np.random.default_rng(0)
-t = np.arange(2 * 22050) / 22050
+t = np.arange(int(seconds * sr)) / sr
 clips = []
-for i in range(6):
+for i in range(n):
     f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
     tones = sum(np.sin(2 * np.pi * f0 * r * t) for r in (1, 1.26, 1.5, 2))
-    clips.append((tones + 0.1 * rng.standard_normal(t.size)).astype(np.float32))
-stats = build_extractor({"extractor": "mfcc"}).embed(clips, layers=["stats"])["stats"]
-json.dump({"avx2": bool(__cpu_features__["X86_V3"]), "stats": stats.tolist()}, sys.stdout)
+    y = tones + 0.1 * rng.standard_normal(t.size)
+    clips.append((0.9 * y / np.abs(y).max() if name == "musicnn" else y).astype(np.float32))
+out = build_extractor({"extractor": name}).embed(clips, layers=[layer])[layer]
+json.dump({"avx2": bool(__cpu_features__["X86_V3"]), "features": out.tolist()}, sys.stdout)
 """
 
 # numpy 2.x's dispatch targets above the x86-64 baseline (AVX2 level and up)
 NUMPY_SIMD = "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
 
 
-def mfcc_stats(**env):
+def child_features(args, **env):
+    """Whether numpy's AVX2-level (x86-64-v3) loops ran, and the features, of one child."""
     environment = {
         **os.environ,
         "PYTHONPATH": str(REPO),
         # one thread: OpenBLAS splits a GEMM by thread count too
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
         **env,
     }
     out = subprocess.run(
-        [sys.executable, "-c", CHILD], env=environment, capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, *map(str, args)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     record = json.loads(out.stdout)
-    # whether numpy's AVX2-level (x86-64-v3) loops run
-    return record["avx2"], np.asarray(record["stats"], dtype=np.float32)
+    return record["avx2"], np.asarray(record["features"], dtype=np.float32)
+
+
+def mfcc_stats(**env):
+    return child_features(["mfcc", 22050, 2, 6, "stats"], **env)
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="simulates older x86-64 CPUs")
@@ -72,44 +84,8 @@ def test_mfcc_is_the_same_with_older_blas_kernels_and_simd_loops():
     )
 
 
-# one process's MusiCNN features (the default MSD_musicnn, mean_max) of a few seeded clips
-MUSICNN_CHILD = """
-import json, sys
-import numpy as np
-from numpy._core._multiarray_umath import __cpu_features__
-from mirprobe.extractors import build_extractor
-
-rng = np.random.default_rng(0)
-t = np.arange(4 * 16000) / 16000
-clips = []
-for i in range(4):
-    f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-    tones = sum(np.sin(2 * np.pi * f0 * r * t) for r in (1, 1.26, 1.5, 2))
-    y = tones + 0.1 * rng.standard_normal(t.size)
-    clips.append((0.9 * y / np.abs(y).max()).astype(np.float32))
-out = build_extractor({"extractor": "musicnn"}).embed(clips, layers=["mean_max"])["mean_max"]
-json.dump({"avx2": bool(__cpu_features__["X86_V3"]), "features": out.tolist()}, sys.stdout)
-"""
-
-
 def musicnn_features(**env):
-    environment = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        **env,
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", MUSICNN_CHILD],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    record = json.loads(out.stdout)
-    return record["avx2"], np.asarray(record["features"], dtype=np.float32)
+    return child_features(["musicnn", 16000, 4, 4, "mean_max"], **env)
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="simulates older x86-64 CPUs")
