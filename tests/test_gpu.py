@@ -8,8 +8,8 @@ On a GPU machine::
 The checks: the batched trainer reproduces the serial one config by config on
 the GPU as it does on the CPU; every torch extractor runs on CUDA with its
 ``dtype: auto`` precision (float16 for the MusicGen decoder and the Jukebox
-blocks, float32 elsewhere) and gives the CPU float32 features to that
-precision's tolerance; an extraction shard run on CUDA records the device and
+blocks, float32 elsewhere) and gives the CPU features (float32; MusicGen and EnCodec
+computed in float64) to that precision's tolerance; an extraction shard run on CUDA records the device and
 the GPU's peak memory in its profile.
 """
 

@@ -61,12 +61,24 @@ def melody_audio():
 
 def reference_states(extractor, batch, **inputs):
     """transformers' own full forward pass: decoder_hidden_states of the code steps, pooled."""
-    with torch.inference_mode():
-        codes = extractor.delay_pattern(extractor.codes(torch.from_numpy(np.stack(batch))))
-        bsz, k, steps = codes.shape
-        out = extractor.model(
-            decoder_input_ids=codes.reshape(bsz * k, steps), output_hidden_states=True, **inputs
-        )
+    # in the decoder's precision (float64 on the CPU), which transformers' forward gives the
+    # states it makes itself only through the default dtype
+    dtype = extractor.decoder.layer_norm.weight.dtype
+    inputs = {
+        key: value.to(dtype) if value.is_floating_point() else value
+        for key, value in inputs.items()
+    }
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.inference_mode():
+            codes = extractor.delay_pattern(extractor.codes(torch.from_numpy(np.stack(batch))))
+            bsz, k, steps = codes.shape
+            out = extractor.model(
+                decoder_input_ids=codes.reshape(bsz * k, steps), output_hidden_states=True, **inputs
+            )
+    finally:
+        torch.set_default_dtype(default_dtype)
     return [h[:, -steps:].mean(dim=1).numpy() for h in out.hidden_states]
 
 

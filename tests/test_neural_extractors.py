@@ -67,7 +67,9 @@ def test_musicgen_layers_are_transformers_hidden_states_mean_pooled(tiny_musicge
         assert codes.shape == (2, 4, 104)
         reference = tiny_musicgen.decoder(
             input_ids=codes.reshape(8, 104),
-            encoder_hidden_states=torch.zeros(2, 1, 32),
+            encoder_hidden_states=torch.zeros(
+                2, 1, 32, dtype=tiny_musicgen.decoder.layer_norm.weight.dtype
+            ),
             output_hidden_states=True,
             use_cache=False,
         ).hidden_states
@@ -188,7 +190,8 @@ def test_encodec_latents():
     again = EncodecLatents(params=TINY).load(device="cpu").embed(batch, layers=["encoder"])
     np.testing.assert_array_equal(out["encoder"], again["encoder"])
     with torch.inference_mode():
-        latents = extractor.model.encoder(torch.from_numpy(np.stack(batch))[:, None])
+        audio = torch.from_numpy(np.stack(batch))[:, None].to(extractor.model.dtype)
+        latents = extractor.model.encoder(audio)
     np.testing.assert_allclose(out["encoder"], latents.mean(-1).numpy(), rtol=1e-6, atol=1e-7)
     # the quantised latents approximate the continuous ones
     assert np.abs(out["quantized"] - out["encoder"]).mean() < np.abs(out["encoder"]).mean()
@@ -245,11 +248,20 @@ def test_extract_shard_with_musicgen(tmp_path):
     assert profile["clips_per_s"] > 0
 
 
-def test_reduced_precision_decoder_keeps_encodec_in_float32(tiny_musicgen):
-    """dtype runs the decoder in reduced precision (float16 on CUDA by default)."""
+def test_cpu_runs_in_float64_by_default(tiny_musicgen):
+    """``dtype: auto`` on the CPU: decoder and EnCodec in float64, whose last bits (unlike
+    float32's) do not reach the stored float32 features (tests/test_cpu_independence.py)."""
+    assert tiny_musicgen.decoder.layer_norm.weight.dtype == torch.float64
+    assert next(tiny_musicgen.model.audio_encoder.parameters()).dtype == torch.float64
+    assert tiny_musicgen.embed(clips(1), layers=["2"])["2"].dtype == np.float32
+
+
+def test_reduced_precision_decoder_keeps_encodec_in_float64_on_the_cpu(tiny_musicgen):
+    """dtype runs the decoder in reduced precision (float16 on CUDA by default); EnCodec's
+    codes must not change with it."""
     half = MusicGen(params={**TINY, "dtype": "bfloat16"}).load(device="cpu")
     assert half.decoder.layer_norm.weight.dtype == torch.bfloat16
-    assert next(half.model.audio_encoder.parameters()).dtype == torch.float32
+    assert next(half.model.audio_encoder.parameters()).dtype == torch.float64
     batch = clips(2)
     low = half.embed(batch, layers=["2"])["2"]
     full = tiny_musicgen.embed(batch, layers=["2"])["2"]

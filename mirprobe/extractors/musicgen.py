@@ -78,9 +78,17 @@ chroma steps) (``REAL_SIZES``; 32 kHz EnCodec, t5-base), for GPU runs and
 benchmarks at exact sizes without the hub; all of them only exist with random
 weights.
 
-Precision: ``dtype: auto`` runs the decoder in float16 on CUDA and float32
-on the CPU; EnCodec always runs in float32 (its codes must not change with
-precision). Pooling is done in float32.
+Precision: ``dtype: auto`` runs the decoder in float16 on CUDA and in float64
+on the CPU; EnCodec runs in float32 on CUDA and in float64 on the CPU (its
+codes must not change with precision). Pooling is done in float64 and features
+are stored in float32. Why float64 on the CPU: in float32, the kernels torch
+picks by CPU (ATen's SIMD level, MKL's and oneDNN's GEMMs) change last bits, a
+last bit flips a near-tie EnCodec code (4 of 2,400 on a test signal) and the
+probe then selects another configuration, so the same config gave other table
+rows on another machine; float64, rounded to float32 at the end, gives the same
+features on every x86-64 CPU (``tests/test_cpu_independence.py``). Random
+weights are drawn in float64 for the same reason. ``dtype: float32`` is about
+2x faster on the CPU (``bench/musicgen_portable.py``) but CPU-dependent.
 """
 
 import json
@@ -135,7 +143,7 @@ _COMMON_PARAMS = {
         "description": "from_weights = the architecture of `weights`; tiny / tiny_melody = "
         "built-in test-sized MusicGen / MusicGen-Melody architectures; small/medium/large/"
         "melody = musicgen-small/medium/large/melody's published sizes built without the "
-        "hub (these need random_weights: true)."
+        "hub (these need random_weights: true).",
     },
     "revision": {
         "type": "string",
@@ -220,8 +228,16 @@ def _torch_dtype(name, device):
     import torch
 
     if name == "auto":
-        return torch.float16 if str(device).startswith("cuda") else torch.float32
+        return torch.float16 if str(device).startswith("cuda") else _base_dtype(device)
     return getattr(torch, name)
+
+
+def _base_dtype(device):
+    """What runs outside the decoder (EnCodec, text encoder, projections): float64 on the CPU,
+    whose float32 last bits differ by CPU (see the module docstring), float32 elsewhere."""
+    import torch
+
+    return torch.float64 if str(device).startswith("cpu") else torch.float32
 
 
 def tiny_encodec_config(*, hidden_size=32, num_filters=4, num_lstm_layers=1):
@@ -393,13 +409,18 @@ def init_random_codebooks(encodec, *, seed):
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    noise = 0.1 * torch.randn(1, 1, 4 * encodec.config.sampling_rate, generator=generator)
+    weight = next(encodec.parameters())
+    noise = 0.1 * torch.randn(
+        1, 1, 4 * encodec.config.sampling_rate, generator=generator, dtype=weight.dtype
+    )
     with torch.no_grad():
-        residual = encodec.encoder(noise.to(next(encodec.parameters()).device))
+        residual = encodec.encoder(noise.to(weight.device))
         for layer in encodec.quantizer.layers:
             frames = residual.permute(0, 2, 1).reshape(-1, residual.shape[1])
             mean, std = frames.mean(0), frames.std(0).clamp_min(1e-6)
-            draw = torch.randn(layer.codebook.embed.shape, generator=generator)
+            draw = torch.randn(
+                layer.codebook.embed.shape, generator=generator, dtype=layer.codebook.embed.dtype
+            )
             layer.codebook.embed.copy_(mean.cpu() + std.cpu() * draw)
             layer.codebook.embed_avg.copy_(layer.codebook.embed)
             residual = residual - layer.decode(layer.encode(residual))
@@ -410,9 +431,15 @@ def init_random_codebooks(encodec, *, seed):
 def _seeded(seed):
     import torch
 
+    # drawn in float64: float32 draws take a vectorised path whose last bits differ by CPU
+    default_dtype = torch.get_default_dtype()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        yield
+        torch.set_default_dtype(torch.float64)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(default_dtype)
 
 
 class _WindowedTransformersExtractor(Extractor):
@@ -543,7 +570,8 @@ class MusicGen(_WindowedTransformersExtractor):
                 "type": "string",
                 "enum": ["auto", "float32", "float16", "bfloat16"],
                 "default": "auto",
-                "description": "Decoder precision; auto = float16 on CUDA, float32 on CPU.",
+                "description": "Decoder precision; auto = float16 on CUDA, float64 on the CPU "
+                "(CPU-independent features; float32 is faster but not).",
             },
         },
     }
@@ -682,7 +710,7 @@ class MusicGen(_WindowedTransformersExtractor):
                 f"musicgen weights {params['weights']!r}: {n_layers} decoder layers, "
                 f"expected {self.num_decoder_layers(params)}"
             )
-        model.eval().to(self.device)
+        model.eval().to(device=self.device, dtype=_base_dtype(self.device))
         model.decoder.to(_torch_dtype(dtype, self.device))
         self.model = model
         self.decoder = model.decoder.model.decoder  # the MusicgenDecoder stack
@@ -777,7 +805,9 @@ class MusicGen(_WindowedTransformersExtractor):
 
         codes = []
         for window in audio:
-            encoded = self.model.audio_encoder.encode(window[None, None, :].float())
+            encoded = self.model.audio_encoder.encode(
+                window[None, None, :].to(self.model.audio_encoder.dtype)
+            )
             if encoded.audio_codes.shape[0] != 1:
                 raise ModelError(
                     f"EnCodec returned {encoded.audio_codes.shape[0]} chunks; expected 1 "
@@ -857,7 +887,7 @@ class MusicGen(_WindowedTransformersExtractor):
             hidden[n_layers] = self.decoder.layer_norm(hidden[n_layers])
         # MusicGen-Melody's prepended conditioning steps are not pooled: only the code steps
         pooled = {
-            layer: hidden[int(layer)][:, prefix:].float().mean(dim=1).cpu().numpy()
+            layer: hidden[int(layer)][:, prefix:].double().mean(dim=1).cpu().numpy()
             for layer in layers
         }
         return pooled, n_steps
@@ -914,17 +944,17 @@ class EncodecLatents(_WindowedTransformersExtractor):
                 f"encodec weights {params['weights']!r} run at {model.config.sampling_rate} Hz; "
                 f"expected {self.sample_rate} (MusicGen's tokenizer, facebook/encodec_32khz)"
             )
-        self.model = model.eval().to(self.device)
+        self.model = model.eval().to(device=self.device, dtype=_base_dtype(self.device))
 
     def _embed_windows(self, audio, *, layers):
         model = self.model
-        latents = model.encoder(audio[:, None, :].float())  # (B, D, T)
+        latents = model.encoder(audio[:, None, :].to(model.dtype))  # (B, D, T)
         pooled = {"encoder": latents}
         if "quantized" in layers:
             codes = model.quantizer.encode(latents, model.config.target_bandwidths[-1])
             pooled["quantized"] = model.quantizer.decode(codes)
         n_frames = latents.shape[-1]
         return (
-            {layer: pooled[layer].mean(dim=-1).cpu().numpy() for layer in layers},
+            {layer: pooled[layer].double().mean(dim=-1).cpu().numpy() for layer in layers},
             n_frames,
         )
