@@ -173,12 +173,19 @@ def pytest_collection_modifyitems(config, items):
     once; every module whose tests read the shared ``finished_run`` joins one group, so
     that run is made once and its deletion test never races a reader. The long groups go
     first."""
-    if not getattr(config.option, "numprocesses", None):
+    # xdist collects in its workers, which it gives no numprocesses but a workerinput
+    if not (getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput")):
         return  # one process: pytest's own order
     shared = {item.path.name for item in items if "finished_run" in item.fixturenames}
     for item in items:
         group = "finished_run" if item.path.name in shared else item.path.name
         item.add_marker(pytest.mark.xdist_group(group))
+        if hasattr(item, "_id"):
+            # pytest 9 reads a node id from ``_id``; xdist 3.8 still writes its group suffix
+            # to ``_nodeid``, so without this every test is scheduled on its own
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
     def rank(item):
         if item.path.name in LONG_FIRST:
